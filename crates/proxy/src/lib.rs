@@ -1,0 +1,1 @@
+//! MCP forwarding and the tool-call gate.

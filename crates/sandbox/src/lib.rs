@@ -1,0 +1,1 @@
+//! A local stand-in for Composio's tool-router backend.

@@ -1,0 +1,1 @@
+//! Composio tool-router REST client and connection tracker.

@@ -1,0 +1,15 @@
+//! The `toolgate` binary: parses the command line, sets up logging and the runtime, and hands
+//! each subcommand to its module under `commands/`. Everything of substance lives in the
+//! `toolgate-session`, `toolgate-proxy` and `toolgate-sandbox` libraries.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    commands::run(cli)
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the pinned third-party MCP peers the test suite drives, under target/peers.
+# Fails loudly when a peer cannot be installed: the suite never skips a peer's tests.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+peers=${TOOLGATE_PEERS:-$root/target/peers}
+pins="$root/tests/peers/package.json $root/tests/peers/requirements.txt $0"
+stamp_want=$(cat $pins | sha256sum | cut -c1-16)
+if [ -f "$peers/.stamp" ] && [ "$(cat "$peers/.stamp")" = "$stamp_want" ]; then
+  echo "peers: up to date in $peers" >&2
+  exit 0
+fi
+mkdir -p "$peers/node"
+echo "peers: installing npm packages (pinned in tests/peers/package.json)" >&2
+cp "$root/tests/peers/package.json" "$peers/node/package.json"
+(cd "$peers/node" && npm install --no-audit --no-fund --loglevel=error)
+echo "peers: installing Python packages (pinned in tests/peers/requirements.txt)" >&2
+python3 -m venv "$peers/venv"
+"$peers/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/peers/requirements.txt"
+echo "$stamp_want" > "$peers/.stamp"
+echo "peers: installed in $peers" >&2

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README names it: installs the pinned third-party peers
+# (npm / PyPI, under target/peers), builds the workspace once, then runs every test.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export TOOLGATE_PEERS=${TOOLGATE_PEERS:-$root/target/peers}
+bash tests/peers/install.sh
+# One build serves both the unit tests and the end-to-end tests of the binary.
+cargo build --workspace --all-targets --locked
+export TOOLGATE_BIN=${TOOLGATE_BIN:-$root/target/debug/toolgate}
+cargo test --workspace --locked "$@"
