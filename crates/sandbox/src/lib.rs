@@ -1,1 +1,3 @@
 //! A local stand-in for Composio's tool-router backend.
+
+mod mcp;
