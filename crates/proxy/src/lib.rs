@@ -2,9 +2,27 @@
 //! endpoint, the stdio bridge, and the tool-call gate both of them consult.
 //!
 //! This crate knows the MCP wire rules and nothing of Composio: it sees a [`gate::GateState`]
-//! and an upstream URL with headers.
+//! and an [`upstream::UpstreamTarget`] (URL plus headers), both through `tokio::sync::watch`
+//! channels the binary feeds.
 //!
 //! # Layout
 //! - [`gate`]: the gate state, the one decision function, and the local answer to a blocked call.
+//! - [`gateway`]: the Streamable HTTP gateway ([`gateway::Gateway::handle`] answers one request
+//!   on the MCP endpoint; mountable in any router).
+//! - [`server`]: accepting connections and graceful drain ([`server::serve`], [`server::serve_with`]).
+//! - [`config`]: [`config::ProxyConfig`] for the gateway.
+//! - [`events`]: [`events::ProxyEvents`], hooks for metrics and re-verification.
+//! - [`upstream`]: the upstream target, the shared HTTP client, header forwarding rules.
+//! - [`header_args`]: `--header 'Name: value'` / header-file parsing with `${VAR}` expansion.
+//! - [`stdio`]: the stdio bridge ([`stdio::run_stdio`]) for clients that launch a local process.
+//! - [`jsonrpc`]: the borrowed view of a POST body and local JSON-RPC error bodies.
 
+pub mod config;
+pub mod events;
 pub mod gate;
+pub mod gateway;
+pub mod header_args;
+pub mod jsonrpc;
+pub mod server;
+pub mod stdio;
+pub mod upstream;

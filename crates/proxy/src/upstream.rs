@@ -1,0 +1,268 @@
+//! The upstream side shared by the HTTP gateway and the stdio bridge: where to send MCP traffic
+//! ([`UpstreamTarget`]), the one pooled HTTP client ([`build_client`]), and which headers cross
+//! the proxy in each direction ([`forward_request_headers`], [`copy_response_headers`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+/// Where MCP traffic goes: the upstream MCP endpoint and the headers toolgate adds to every
+/// request sent there (for Composio, the `x-api-key`).
+///
+/// `Debug` shows the URL without credentials or query and only the header *names*: the values
+/// are credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// The upstream MCP endpoint, e.g. `https://backend.composio.dev/tool_router/trs_1/mcp`.
+    pub url: Url,
+    /// Headers added to every upstream request, replacing same-named headers from the client.
+    pub headers: HeaderMap,
+}
+
+impl UpstreamTarget {
+    /// A target with `headers`, every value marked sensitive so `http` redacts it too.
+    pub fn new(url: Url, mut headers: HeaderMap) -> Self {
+        for value in headers.values_mut() {
+            value.set_sensitive(true);
+        }
+        Self { url, headers }
+    }
+}
+
+impl fmt::Debug for UpstreamTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTarget")
+            .field("url", &redacted_url(&self.url))
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .keys()
+                    .map(HeaderName::as_str)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The URL as safe to log: scheme, host, port and path; user info and query dropped because
+/// either may carry a credential.
+pub fn redacted_url(url: &Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(url.path());
+    if url.query().is_some() {
+        shown.push_str("?<redacted>");
+    }
+    shown
+}
+
+/// Why the upstream HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the upstream HTTP client: {0}")]
+pub struct ClientBuildError(#[source] reqwest::Error);
+
+/// Builds the one upstream client a gateway shares across all requests.
+///
+/// Pooled keep-alive connections, HTTP/2 where the server offers it (ALPN), TCP_NODELAY, a
+/// connect timeout and no total timeout (SSE responses live as long as the session). Redirects
+/// are not followed: following one could carry the injected credentials to another origin, so
+/// a 3xx goes back to the client like any other status. No system proxy is consulted, so a
+/// loopback upstream is never sent through an `HTTP_PROXY` by accident. No decompression:
+/// encoded bodies pass through untouched.
+pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, ClientBuildError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(ClientBuildError)
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the pre-standard ones proxies also strip.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::PROXY_AUTHENTICATE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// Headers a client must never get to pass to the upstream: its own credentials (token
+/// passthrough is forbidden by the MCP security guidance, and the upstream's credentials are
+/// toolgate's), the Host of the proxy, and browser context the upstream has no business seeing.
+/// `content-length` is recomputed by the client library from the forwarded body.
+fn is_withheld_from_upstream(name: &HeaderName) -> bool {
+    name == header::HOST
+        || name == header::AUTHORIZATION
+        || name == header::COOKIE
+        || name == header::ORIGIN
+        || name == header::REFERER
+        || name == header::CONTENT_LENGTH
+}
+
+/// Names listed in a `Connection` header are hop-by-hop for this message too.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// The headers to send upstream for a client request: every end-to-end header (`Accept`,
+/// `Content-Type`, `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`, `Mcp-Method`,
+/// `Mcp-Name`, `Mcp-Param-*`, `traceparent`, unknown custom headers...) minus hop-by-hop and
+/// withheld ones, then the target's own headers, replacing any same-named client header.
+pub fn forward_request_headers(client: &HeaderMap, target: &UpstreamTarget) -> HeaderMap {
+    let listed = connection_listed(client);
+    let mut out = HeaderMap::with_capacity(client.len() + target.headers.len());
+    for (name, value) in client {
+        if is_hop_by_hop(name) || is_withheld_from_upstream(name) || listed.contains(name) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    for name in target.headers.keys() {
+        out.remove(name);
+    }
+    for (name, value) in &target.headers {
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Copies an upstream response's end-to-end headers (`Content-Type`, `Mcp-Session-Id`,
+/// `Retry-After`, `Cache-Control`...) into `out`. `WWW-Authenticate` is dropped: the upstream's
+/// authentication is toolgate's business, and passing the challenge on would start an OAuth
+/// dance in the client against an origin it must not talk to.
+pub fn copy_response_headers(upstream: &HeaderMap, out: &mut HeaderMap) {
+    let listed = connection_listed(upstream);
+    for (name, value) in upstream {
+        if is_hop_by_hop(name) || listed.contains(name) || name == header::WWW_AUTHENTICATE {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+}
+
+/// Marks an SSE response as not to be buffered by reverse proxies in front of toolgate.
+pub fn mark_unbuffered_if_sse(headers: &mut HeaderMap) {
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("text/event-stream"));
+    if is_sse && !headers.contains_key("x-accel-buffering") {
+        headers.insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> UpstreamTarget {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("ak_secret"));
+        UpstreamTarget::new(
+            Url::parse("https://user:pw@up.example:8443/tool_router/trs_1/mcp?key=k").unwrap(),
+            headers,
+        )
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let shown = format!("{:?}", target());
+        assert!(!shown.contains("ak_secret"), "{shown}");
+        assert!(!shown.contains("pw") && !shown.contains("key=k"), "{shown}");
+        assert!(shown.contains("x-api-key") && shown.contains("up.example:8443"));
+        assert!(target().headers["x-api-key"].is_sensitive());
+    }
+
+    #[test]
+    fn request_headers_drop_credentials_and_hop_by_hop_and_inject_target() {
+        let mut client = HeaderMap::new();
+        for (name, value) in [
+            ("host", "127.0.0.1:8000"),
+            ("authorization", "Bearer client"),
+            ("cookie", "a=b"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("content-length", "10"),
+            ("x-api-key", "client-supplied"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-session-id", "s1"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("last-event-id", "e7"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+            ("mcp-param-region", "eu"),
+            ("traceparent", "00-abc-def-01"),
+            ("x-custom", "kept"),
+        ] {
+            client.append(name, HeaderValue::from_static(value));
+        }
+        let out = forward_request_headers(&client, &target());
+        for dropped in [
+            "host",
+            "authorization",
+            "cookie",
+            "connection",
+            "x-private",
+            "keep-alive",
+            "content-length",
+        ] {
+            assert!(!out.contains_key(dropped), "{dropped} was forwarded");
+        }
+        for kept in [
+            "accept",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "last-event-id",
+            "mcp-method",
+            "mcp-name",
+            "mcp-param-region",
+            "traceparent",
+            "x-custom",
+        ] {
+            assert_eq!(out[kept], client[kept], "{kept}");
+        }
+        assert_eq!(out.get_all("x-api-key").iter().count(), 1);
+        assert_eq!(out["x-api-key"], "ak_secret");
+    }
+
+    #[test]
+    fn response_headers_drop_challenge_and_hop_by_hop() {
+        let mut upstream = HeaderMap::new();
+        upstream.insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        upstream.insert("mcp-session-id", HeaderValue::from_static("s1"));
+        upstream.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        upstream.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let mut out = HeaderMap::new();
+        copy_response_headers(&upstream, &mut out);
+        mark_unbuffered_if_sse(&mut out);
+        assert_eq!(out["mcp-session-id"], "s1");
+        assert_eq!(out["x-accel-buffering"], "no");
+        assert!(!out.contains_key("www-authenticate"));
+        assert!(!out.contains_key("transfer-encoding"));
+    }
+}
