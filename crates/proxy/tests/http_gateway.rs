@@ -1,0 +1,733 @@
+//! The Streamable HTTP gateway over real sockets: a scripted upstream on 127.0.0.1:0 that
+//! records what it receives, the gateway on another port, and reqwest as the client.
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use support::{Harness, HarnessOptions, Recorded};
+use toolgate_proxy::config::{ProxyConfig, WaitMode};
+use toolgate_proxy::gate::{GateState, PendingToolkit};
+
+fn gmail() -> PendingToolkit {
+    PendingToolkit {
+        slug: "gmail".into(),
+        name: "Gmail".into(),
+        connect_url: Some("https://connect.example/link/ln_gmail".into()),
+        status: "waiting for authorization".into(),
+    }
+}
+
+fn closed() -> GateState {
+    GateState::Closed {
+        pending: vec![gmail()],
+    }
+}
+
+fn call(id: Value, tool: &str) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{}}})
+        .to_string()
+}
+
+#[tokio::test]
+async fn forwards_body_bytes_and_end_to_end_headers_and_injects_upstream_headers() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    // Odd spacing and key order: the upstream must see exactly these bytes.
+    let body = "{ \"method\" : \"tools/call\", \"id\":\"req-1\",\"jsonrpc\":\"2.0\", \"params\":{\"name\":\"echo\",\"arguments\":{\"m\":\"h\u{e9}\"}}}";
+    let response = harness
+        .post_raw(body)
+        .header("Authorization", "Bearer client-token")
+        .header("Cookie", "sid=1")
+        .header("X-Api-Key", "client-spoofed")
+        .header("Mcp-Session-Id", "sess-1")
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", "echo")
+        .header("Mcp-Param-Region", "eu")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .header("X-Custom", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["mcp-session-id"], "sess-1");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["id"], "req-1");
+    let seen = harness.upstream.last().await;
+    assert_eq!(seen.body, body.as_bytes());
+    assert_eq!(seen.header("x-api-key"), Some("injected-key"));
+    assert_eq!(seen.header_count("x-api-key"), 1);
+    assert_eq!(seen.header("authorization"), None);
+    assert_eq!(seen.header("cookie"), None);
+    for (name, value) in [
+        ("mcp-session-id", "sess-1"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+        ("mcp-param-region", "eu"),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("x-custom", "kept"),
+        ("accept", "application/json, text/event-stream"),
+        ("content-type", "application/json"),
+    ] {
+        assert_eq!(seen.header(name), Some(value), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn sse_is_streamed_frame_by_frame_with_ids_and_retry_intact() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    let mut response = harness
+        .post(&call(json!(5), "stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    let mut received = String::new();
+    // The upstream holds the rest of the stream until the test releases it, so seeing the
+    // first progress event here proves the gateway does not buffer.
+    while !received.contains("\"progress\":1") {
+        let chunk = response.chunk().await.unwrap().expect("stream ended early");
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        received.starts_with("id: ev-0\nretry: 500\ndata: \n\n"),
+        "{received:?}"
+    );
+    assert!(!received.contains("\"result\""));
+    harness.upstream.release_stream();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(received.contains(": keep-alive comment\n"));
+    assert!(received.contains("id: ev-2\n"));
+    assert!(
+        received.ends_with("\"result\":{\"content\":[]}}\n\n"),
+        "{received:?}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_client_drops_the_upstream_stream() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    let mut response = harness
+        .client
+        .get(harness.url())
+        .header("Accept", "text/event-stream")
+        .header("Mcp-Session-Id", "sess-1")
+        .header("Last-Event-ID", "ev-41")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert_eq!(
+        &first[..],
+        b"id: ev-42\ndata: {\"resumedAfter\":\"ev-41\"}\n\n"
+    );
+    let seen = harness.upstream.last().await;
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.header("last-event-id"), Some("ev-41"));
+    drop(response);
+    harness.upstream.wait_get_stream_closed().await;
+}
+
+#[tokio::test]
+async fn statuses_and_bodies_pass_through_unchanged() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    for (tool, status) in [
+        ("status406", 406),
+        ("status409", 409),
+        ("status400", 400),
+        ("status404", 404),
+    ] {
+        let response = harness.post(&call(json!(1), tool)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{tool}");
+        assert_eq!(
+            response.text().await.unwrap(),
+            support::status_body(status),
+            "{tool}"
+        );
+    }
+    let notification = harness
+        .post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(notification.status(), StatusCode::ACCEPTED);
+    let deleted = harness
+        .client
+        .delete(harness.url())
+        .header("Mcp-Session-Id", "sess-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let seen = harness.upstream.last().await;
+    assert_eq!(
+        (seen.method.as_str(), seen.header("mcp-session-id")),
+        ("DELETE", Some("sess-1"))
+    );
+}
+
+#[tokio::test]
+async fn upstream_credential_refusal_becomes_502_without_a_challenge() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    for tool in ["status401", "status403"] {
+        let response = harness
+            .post(&call(json!("c-1"), tool))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert!(response.headers().get("www-authenticate").is_none());
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["id"], "c-1");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused toolgate's credentials")
+        );
+    }
+    assert_eq!(harness.events.count(Recorded::CredentialsRefused), 2);
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502_and_slow_headers_504_with_the_callers_id() {
+    let unreachable = Harness::start(HarnessOptions {
+        dead_upstream: true,
+        ..HarnessOptions::default()
+    })
+    .await;
+    let response = unreachable
+        .post(&call(json!(9), "echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], 9);
+    assert_eq!(unreachable.events.count(Recorded::Unreachable), 1);
+
+    let slow = Harness::start(HarnessOptions {
+        config: ProxyConfig {
+            response_header_timeout: Some(Duration::from_millis(200)),
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let response = slow.post(&call(json!("t"), "hang")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], "t");
+    assert_eq!(slow.events.count(Recorded::Timeout), 1);
+}
+
+#[tokio::test]
+async fn closed_gate_answers_tools_call_locally_and_forwards_everything_else() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let response = harness
+        .post(&call(json!("blocked-1"), "echo"))
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], "blocked-1");
+    assert_eq!(body["result"]["isError"], true);
+    assert!(body["result"].get("resultType").is_none());
+    let text = body["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("Gmail") && text.contains("https://connect.example/link/ln_gmail"));
+    assert_eq!(
+        harness.upstream.count().await,
+        0,
+        "a blocked call reached the upstream"
+    );
+    assert_eq!(harness.events.count(Recorded::Blocked), 1);
+
+    // 2026-07-28 gets resultType.
+    let modern = harness
+        .post(&call(json!(2), "echo"))
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = modern.json().await.unwrap();
+    assert_eq!(body["result"]["resultType"], "complete");
+
+    let list = harness
+        .post(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+    assert_eq!(harness.upstream.count().await, 1);
+}
+
+#[tokio::test]
+async fn url_elicitation_clients_get_32042_by_session_or_by_meta() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","clientInfo":{"name":"t","version":"0"},
+        "capabilities":{"elicitation":{"form":{},"url":{}}}}});
+    let response = harness.post(&init.to_string()).send().await.unwrap();
+    assert_eq!(response.headers()["mcp-session-id"], "sess-1");
+    // Same session: -32042 with the link.
+    let blocked: Value = harness
+        .post(&call(json!(1), "echo"))
+        .header("Mcp-Session-Id", "sess-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(blocked["error"]["code"], -32042);
+    assert_eq!(
+        blocked["error"]["data"]["elicitations"][0]["url"],
+        "https://connect.example/link/ln_gmail"
+    );
+    // Another session never declared it: the isError form.
+    let other: Value = harness
+        .post(&call(json!(2), "echo"))
+        .header("Mcp-Session-Id", "sess-other")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["result"]["isError"], true);
+    // After DELETE the session is forgotten.
+    harness
+        .client
+        .delete(harness.url())
+        .header("Mcp-Session-Id", "sess-1")
+        .send()
+        .await
+        .unwrap();
+    let forgotten: Value = harness
+        .post(&call(json!(3), "echo"))
+        .header("Mcp-Session-Id", "sess-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(forgotten["result"]["isError"], true);
+    // 2026-07-28: capability in the request's _meta.
+    let modern = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo",
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                 "io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}});
+    let modern: Value = harness
+        .post(&modern.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(modern["id"], 4);
+    assert_eq!(modern["error"]["code"], -32042);
+}
+
+#[tokio::test]
+async fn batches_forward_when_clean_and_are_answered_locally_when_a_call_is_blocked() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let clean = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#;
+    let response = harness.post(clean).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(harness.upstream.last().await.body, clean.as_bytes());
+    let mixed = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","method":"notifications/x"}]"#;
+    let answers: Value = harness
+        .post(mixed)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        harness.upstream.count().await,
+        1,
+        "part of a blocked batch was forwarded"
+    );
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["id"], 1);
+    assert_eq!(answers[0]["error"]["code"], -32600);
+    assert_eq!(answers[1]["id"], 2);
+    assert_eq!(answers[1]["result"]["isError"], true);
+}
+
+#[tokio::test]
+async fn wait_mode_forwards_a_held_call_once_the_gate_opens() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        config: ProxyConfig {
+            wait: WaitMode::Hold {
+                timeout: Duration::from_secs(60),
+                progress_interval: Duration::from_secs(30),
+            },
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let request = harness.post(&call(json!("held"), "echo")).send();
+    let opener = async {
+        harness.events.wait_for(Recorded::Held).await;
+        harness.gate.send_replace(GateState::Open);
+    };
+    let (response, ()) = tokio::join!(request, opener);
+    let body: Value = response.unwrap().json().await.unwrap();
+    assert_eq!(body["id"], "held");
+    assert_eq!(body["result"]["content"][0]["text"], "echo");
+    assert_eq!(harness.upstream.count().await, 1);
+}
+
+#[tokio::test]
+async fn wait_mode_with_a_progress_token_streams_progress_then_the_upstream_answer() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        config: ProxyConfig {
+            wait: WaitMode::Hold {
+                timeout: Duration::from_secs(60),
+                progress_interval: Duration::from_secs(30),
+            },
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let body = json!({"jsonrpc":"2.0","id":"p","method":"tools/call",
+        "params":{"name":"stream","arguments":{},"_meta":{"progressToken":"tok-1"}}});
+    let mut response = harness.post(&body.to_string()).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut received = String::new();
+    while !received.contains("\n\n") {
+        let chunk = response.chunk().await.unwrap().unwrap();
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let data = received
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .unwrap();
+    let note: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(note["method"], "notifications/progress");
+    assert_eq!(note["params"]["progressToken"], "tok-1");
+    assert!(
+        note["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("https://connect.example/link/ln_gmail")
+    );
+    assert_eq!(harness.upstream.count().await, 0);
+    harness.gate.send_replace(GateState::Open);
+    harness.upstream.release_stream();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(received.contains("id: ev-2\n"), "{received}");
+    assert!(
+        received.ends_with("\"result\":{\"content\":[]}}\n\n"),
+        "{received}"
+    );
+}
+
+#[tokio::test]
+async fn wait_mode_timeout_gives_the_blocked_answer() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        config: ProxyConfig {
+            wait: WaitMode::Hold {
+                timeout: Duration::from_millis(100),
+                progress_interval: Duration::from_millis(40),
+            },
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let plain: Value = harness
+        .post(&call(json!(1), "echo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plain["result"]["isError"], true);
+    let body = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"echo","_meta":{"progressToken":7}}});
+    let text = harness
+        .post(&body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let messages: Vec<Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    let last = messages.last().unwrap();
+    assert_eq!(last["id"], 2);
+    assert_eq!(last["result"]["isError"], true);
+    assert!(
+        messages[..messages.len() - 1]
+            .iter()
+            .all(|m| m["method"] == "notifications/progress")
+    );
+    let progress: Vec<u64> = messages[..messages.len() - 1]
+        .iter()
+        .map(|m| m["params"]["progress"].as_u64().unwrap())
+        .collect();
+    assert!(
+        progress.windows(2).all(|pair| pair[0] < pair[1]),
+        "{progress:?}"
+    );
+    assert_eq!(harness.upstream.count().await, 0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_is_never_forwarded() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    let put = harness
+        .client
+        .put(harness.url())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let text = harness
+        .client
+        .post(harness.url())
+        .header("Content-Type", "text/plain")
+        .body(call(json!(1), "echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":\"{}\"}}",
+        "a".repeat(5 * 1024 * 1024)
+    );
+    let too_big = harness.post(&big).send().await.unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Without Content-Length (chunked), the cap still applies while reading.
+    let stream = futures_util::stream::iter(
+        (0..80).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 64 * 1024]))),
+    );
+    let chunked = harness
+        .client
+        .post(harness.url())
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    for (body, code) in [
+        ("{\"jsonrpc\":\"2.0\",\"id\":1,", -32700),
+        ("", -32700),
+        ("\u{0}", -32700),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"echo","method":"tools/call"}"#,
+            -32600,
+        ),
+        (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}, 1]"#, -32600),
+    ] {
+        let response = harness.post(body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body:?}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], code, "{body:?}");
+    }
+    assert_eq!(
+        harness.upstream.count().await,
+        0,
+        "bad input reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn host_and_origin_are_validated() {
+    let harness = Harness::start(HarnessOptions {
+        config: ProxyConfig {
+            allowed_hosts: vec!["toolgate.internal".into()],
+            allowed_origins: vec!["https://app.example".into()],
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let forbidden = [
+        ("Host", "evil.example.com"),
+        ("Origin", "http://evil.example.com"),
+        ("Origin", "null"),
+        ("Origin", "https://app.example:444"),
+    ];
+    for (name, value) in forbidden {
+        let response = harness.post(list).header(name, value).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32000);
+    }
+    let allowed = [
+        ("Host", "toolgate.internal:8000"),
+        ("Host", "localhost"),
+        ("Origin", "http://localhost:6274"),
+        ("Origin", "http://127.0.0.1"),
+        ("Origin", "https://app.example"),
+    ];
+    for (name, value) in allowed {
+        let response = harness.post(list).header(name, value).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{name}: {value}");
+    }
+    assert_eq!(harness.upstream.count().await, allowed.len());
+}
+
+#[tokio::test]
+async fn bearer_token_is_required_when_configured() {
+    let harness = Harness::start(HarnessOptions {
+        config: ProxyConfig {
+            bearer_token: Some("inbound-secret".to_owned().into()),
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    for presented in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic aW5ib3VuZC1zZWNyZXQ="),
+        Some("Bearer inbound-secre"),
+    ] {
+        let mut request = harness.post(list);
+        if let Some(value) = presented {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{presented:?}");
+    }
+    let response = harness
+        .post(list)
+        .header("Authorization", "bearer inbound-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The inbound token is toolgate's, never the upstream's.
+    assert_eq!(harness.upstream.last().await.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn not_ready_answers_503_with_the_callers_id() {
+    let harness = Harness::start(HarnessOptions {
+        gate: GateState::Starting {
+            reason: "creating the Composio session".into(),
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let response = harness
+        .post(r#"{"jsonrpc":"2.0","id":"n1","method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], "n1");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("creating the Composio session")
+    );
+    harness.gate.send_replace(GateState::Open);
+    harness.upstream_tx.send_replace(None);
+    let response = harness.post(&call(json!(2), "echo")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(harness.upstream.count().await, 0);
+}
+
+#[tokio::test]
+async fn serves_h2c_and_404s_other_paths() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2
+        .post(harness.url())
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json, text/event-stream")
+        .body(call(json!(1), "echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    let other = harness
+        .client
+        .get(format!("http://{}/other", harness.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    let mut response = harness
+        .post(&call(json!(1), "stream"))
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    harness.shutdown.cancel();
+    harness.upstream.release_stream();
+    let mut rest = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(rest.contains("\"result\""), "{rest}");
+    harness.wait_stopped().await;
+    assert!(
+        harness.client.post(harness.url()).send().await.is_err(),
+        "still accepting after shutdown"
+    );
+}
