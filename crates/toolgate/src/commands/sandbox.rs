@@ -1,6 +1,10 @@
-//! `toolgate sandbox`: serve the Composio stand-in as a process.
+//! `toolgate sandbox`: serve the Composio stand-in (REST API, Connect Link pages, MCP upstream,
+//! `/_sandbox/` test backdoor) as a process until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use toolgate_sandbox::{DEMO_API_KEY, SandboxConfig};
 
 /// Arguments of `toolgate sandbox`.
 #[derive(Debug, clap::Args)]
@@ -8,8 +12,104 @@ pub(crate) struct SandboxArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9900")]
     pub(crate) listen: std::net::SocketAddr,
+    /// Accepted project API key (repeatable; each key is its own project). Defaults to the
+    /// documented demo key `sk_sandbox_demo`.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub(crate) api_keys: Vec<String>,
+    /// How long a Connect Link stays pending before its account becomes EXPIRED.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub(crate) link_ttl: Duration,
+    /// Base URL to put into `redirect_url` and `mcp.url` when clients reach the sandbox by
+    /// another name (default: the Host header of each request).
+    #[arg(long, value_name = "URL")]
+    pub(crate) public_base_url: Option<String>,
 }
 
-pub(crate) fn run(_args: SandboxArgs) -> ExitCode {
-    ExitCode::FAILURE
+/// Runs the sandbox until a shutdown signal; exit 1 if it cannot start.
+pub(crate) fn run(args: SandboxArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("toolgate sandbox: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("toolgate sandbox: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: SandboxArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.public_base_url {
+        url::Url::parse(url)
+            .map_err(|error| anyhow::anyhow!("--public-base-url {url:?} is not a URL: {error}"))?;
+    }
+    let api_keys = if args.api_keys.is_empty() {
+        vec![DEMO_API_KEY.to_owned()]
+    } else {
+        args.api_keys
+    };
+    let config = SandboxConfig {
+        api_keys,
+        link_ttl: args.link_ttl,
+        public_base_url: args.public_base_url,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // The one line scripts wait for; the API key is deliberately not printed.
+    eprintln!("toolgate sandbox listening on http://{addr} (set COMPOSIO_BASE_URL=http://{addr})");
+    toolgate_sandbox::serve(listener, config, shutdown_signal()).await?;
+    tracing::info!("sandbox stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Ignoring the error is right: it only means a subscriber is already installed.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_env_filter(filter)
+        .try_init();
 }

@@ -1,0 +1,753 @@
+//! Session configuration: validates a `POST /tool_router/session` body the way the real API
+//! does, and builds both the echoed `config` (past-tense keys where the real API uses them) and
+//! the typed view the rest of the sandbox needs (which meta tools, which toolkits, pins).
+//!
+//! Validation messages follow the real API's zod-style `Error in payload.<field>: <problem>`
+//! inside a 400 "Validation error while processing request" envelope.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::catalog;
+use crate::http::ApiError;
+
+/// The MCP annotation hints `tags` may name.
+const TAG_HINTS: &[&str] = &[
+    "readOnlyHint",
+    "destructiveHint",
+    "idempotentHint",
+    "openWorldHint",
+    "createHint",
+    "updateHint",
+];
+
+/// Which toolkits a session may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ToolkitFilter {
+    /// Every toolkit of the catalog (`toolkits` omitted, or only `require_approval` given).
+    All,
+    /// Only these (`{"enable":[..]}`).
+    Enable(Vec<String>),
+    /// Everything but these (`{"disable":[..]}`).
+    Disable(Vec<String>),
+}
+
+impl ToolkitFilter {
+    /// Whether the session may use `slug`.
+    pub(crate) fn allows(&self, slug: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Enable(slugs) => slugs.iter().any(|allowed| allowed == slug),
+            Self::Disable(slugs) => !slugs.iter().any(|denied| denied == slug),
+        }
+    }
+}
+
+/// A validated session configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionConfig {
+    /// The session's user.
+    pub(crate) user_id: String,
+    /// `manage_connections.enable` (default true).
+    pub(crate) manage_connections: bool,
+    /// `manage_connections.enable_wait_for_connections` (default false).
+    pub(crate) wait_for_connections: bool,
+    /// `manage_connections.callback_url`: the default callback of links minted in this session.
+    pub(crate) callback_url: Option<String>,
+    /// Which toolkits the session may use.
+    pub(crate) toolkits: ToolkitFilter,
+    /// `auth_configs`: toolkit → `ac_...`.
+    pub(crate) auth_configs: BTreeMap<String, String>,
+    /// `connected_accounts`: toolkit → pinned `ca_...` ids.
+    pub(crate) connected_accounts: BTreeMap<String, Vec<String>>,
+    /// `search.enable` (default true).
+    pub(crate) search: bool,
+    /// `execute.enable_multi_execute` (default true).
+    pub(crate) multi_execute: bool,
+    /// `workbench.enable` (default true).
+    pub(crate) workbench: bool,
+    /// `proxy_execute.enable` (default false).
+    pub(crate) proxy_execute: bool,
+    /// `experimental.submit_feedback.enable` (default false).
+    pub(crate) submit_feedback: bool,
+    /// The `config` object echoed in responses.
+    pub(crate) echo: Value,
+}
+
+impl SessionConfig {
+    /// The meta tools this configuration exposes (`tool_router_tools`), in the order the real
+    /// API lists them.
+    pub(crate) fn tool_router_tools(&self) -> Vec<String> {
+        let mut tools = Vec::new();
+        if self.search {
+            tools.push("COMPOSIO_SEARCH_TOOLS");
+            tools.push("COMPOSIO_GET_TOOL_SCHEMAS");
+        }
+        if self.manage_connections {
+            tools.push("COMPOSIO_MANAGE_CONNECTIONS");
+            if self.wait_for_connections {
+                tools.push("COMPOSIO_WAIT_FOR_CONNECTIONS");
+            }
+        }
+        if self.multi_execute {
+            tools.push("COMPOSIO_MULTI_EXECUTE_TOOL");
+        }
+        if self.workbench {
+            tools.push("COMPOSIO_REMOTE_WORKBENCH");
+            tools.push("COMPOSIO_REMOTE_BASH_TOOL");
+        }
+        if self.proxy_execute {
+            tools.push("COMPOSIO_PROXY_EXECUTE");
+        }
+        if self.submit_feedback {
+            tools.push("COMPOSIO_SUBMIT_FEEDBACK");
+        }
+        tools.into_iter().map(str::to_owned).collect()
+    }
+}
+
+/// JSON type names as zod reports them.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn expected(path: &str, wanted: &str, got: &Value) -> ApiError {
+    ApiError::validation(format!(
+        "Error in payload.{path}: Expected {wanted}, received {}",
+        type_name(got)
+    ))
+}
+
+fn invalid_input(path: &str) -> ApiError {
+    ApiError::validation(format!("Error in payload.{path}: Invalid input"))
+}
+
+fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, ApiError> {
+    value
+        .as_object()
+        .ok_or_else(|| expected(path, "object", value))
+}
+
+/// Rejects keys outside `allowed` (the real schemas are `additionalProperties: false` for the
+/// small objects toolgate sends).
+fn only_keys(map: &Map<String, Value>, allowed: &[&str], path: &str) -> Result<(), ApiError> {
+    let unknown: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !allowed.contains(key))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = unknown.iter().map(|key| format!("'{key}'")).collect();
+    Err(ApiError::validation(format!(
+        "Error in payload.{path}: Unrecognized key(s) in object: {}",
+        listed.join(", ")
+    )))
+}
+
+/// An optional boolean field; `null` counts as absent.
+fn opt_bool(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(other) => Err(expected(&format!("{path}.{key}"), "boolean", other)),
+    }
+}
+
+fn string_array(value: &Value, path: &str) -> Result<Vec<String>, ApiError> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| expected(path, "array", value))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            item.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| expected(&format!("{path}.{index}"), "string", item))
+        })
+        .collect()
+}
+
+/// Checks that an absolute http(s) URL was given.
+pub(crate) fn validate_url(value: &Value, path: &str) -> Result<String, ApiError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| expected(path, "string", value))?;
+    match url::Url::parse(text) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(text.to_owned()),
+        _ => Err(ApiError::validation(format!(
+            "Error in payload.{path}: Invalid url"
+        ))),
+    }
+}
+
+/// Lowercases toolkit slugs and rejects the ones the catalog does not know (400).
+fn known_toolkits(slugs: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut known = Vec::with_capacity(slugs.len());
+    let mut unknown = Vec::new();
+    for slug in slugs {
+        match catalog::find(&slug) {
+            Some(toolkit) => known.push(toolkit.slug.to_owned()),
+            None => unknown.push(slug),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(known)
+    } else {
+        let mut error =
+            ApiError::bad_request(format!("Toolkit(s) not found: {}", unknown.join(", ")));
+        error.errors = unknown
+            .iter()
+            .map(|slug| format!("Toolkit '{slug}' does not exist"))
+            .collect();
+        Err(error)
+    }
+}
+
+fn toolkit_key(slug: &str) -> Result<String, ApiError> {
+    known_toolkits(vec![slug.to_owned()]).map(|mut slugs| slugs.remove(0))
+}
+
+/// Validates a create (or merged PATCH) body and builds the session configuration.
+pub(crate) fn parse(request: &Map<String, Value>) -> Result<SessionConfig, ApiError> {
+    let user_id = match request.get("user_id") {
+        Some(Value::String(user_id)) if !user_id.is_empty() => user_id.clone(),
+        Some(Value::String(_)) => {
+            return Err(ApiError::validation(
+                "Error in payload.user_id: String must contain at least 1 character(s)",
+            ));
+        }
+        Some(other) => return Err(expected("user_id", "string", other)),
+        None => return Err(ApiError::validation("Error in payload.user_id: Required")),
+    };
+    let mut echo = Map::new();
+    echo.insert("user_id".to_owned(), json!(user_id));
+
+    // manage_connections: an object, never a bool.
+    let (manage_connections, wait_for_connections, callback_url) = match request
+        .get("manage_connections")
+    {
+        None | Some(Value::Null) => {
+            echo.insert(
+                "manage_connections".to_owned(),
+                json!({"enabled": true, "enable_wait_for_connections": false, "enable_connection_removal": true}),
+            );
+            (true, false, None)
+        }
+        Some(value) => {
+            let map = object(value, "manage_connections")?;
+            only_keys(
+                map,
+                &[
+                    "enable",
+                    "callback_url",
+                    "enable_wait_for_connections",
+                    "enable_connection_removal",
+                ],
+                "manage_connections",
+            )?;
+            let enable = opt_bool(map, "enable", "manage_connections")?.unwrap_or(true);
+            let wait = opt_bool(map, "enable_wait_for_connections", "manage_connections")?
+                .unwrap_or(false);
+            let removal =
+                opt_bool(map, "enable_connection_removal", "manage_connections")?.unwrap_or(true);
+            let callback_url = match map.get("callback_url") {
+                None | Some(Value::Null) => None,
+                Some(url) => Some(validate_url(url, "manage_connections.callback_url")?),
+            };
+            let mut echoed = json!({"enabled": enable, "enable_wait_for_connections": wait, "enable_connection_removal": removal});
+            if let Some(url) = &callback_url {
+                echoed["callback_url"] = json!(url);
+            }
+            echo.insert("manage_connections".to_owned(), echoed);
+            (enable, wait, callback_url)
+        }
+    };
+
+    // toolkits: exactly {"enable":[..]} or {"disable":[..]} (each optionally with
+    // require_approval), or only {"require_approval":[..]}. A bare array or `enabled` is the
+    // documented 400.
+    let toolkits = match request.get("toolkits") {
+        None | Some(Value::Null) => ToolkitFilter::All,
+        Some(value) => {
+            let map = value.as_object().ok_or_else(|| invalid_input("toolkits"))?;
+            if map
+                .keys()
+                .any(|key| !matches!(key.as_str(), "enable" | "disable" | "require_approval"))
+                || (map.contains_key("enable") && map.contains_key("disable"))
+                || map.is_empty()
+            {
+                return Err(invalid_input("toolkits"));
+            }
+            let list = |key: &str| -> Result<Option<Vec<String>>, ApiError> {
+                map.get(key)
+                    .map(|value| {
+                        string_array(value, &format!("toolkits.{key}")).and_then(known_toolkits)
+                    })
+                    .transpose()
+            };
+            let approval = list("require_approval")?;
+            let (filter, mut echoed) = if let Some(enable) = list("enable")? {
+                (
+                    ToolkitFilter::Enable(enable.clone()),
+                    json!({"enabled": enable}),
+                )
+            } else if let Some(disable) = list("disable")? {
+                (
+                    ToolkitFilter::Disable(disable.clone()),
+                    json!({"disabled": disable}),
+                )
+            } else {
+                (ToolkitFilter::All, json!({}))
+            };
+            if let Some(approval) = approval {
+                echoed["require_approval"] = json!(approval);
+            }
+            echo.insert("toolkits".to_owned(), echoed);
+            filter
+        }
+    };
+
+    // auth_configs: toolkit → ac_ id of an auth config that exists for that toolkit.
+    let mut auth_configs = BTreeMap::new();
+    if let Some(value) = request.get("auth_configs").filter(|value| !value.is_null()) {
+        for (slug, id) in object(value, "auth_configs")? {
+            let id = id
+                .as_str()
+                .ok_or_else(|| expected(&format!("auth_configs.{slug}"), "string", id))?;
+            let slug = toolkit_key(slug)?;
+            if !id.starts_with("ac_") {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid auth config id '{id}': auth config ids start with ac_"
+                )));
+            }
+            let owner = catalog::find_by_auth_config(id).map(|toolkit| toolkit.slug);
+            if owner != Some(slug.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "Auth config {id} not found for toolkit {slug}"
+                )));
+            }
+            auth_configs.insert(slug, id.to_owned());
+        }
+        echo.insert("auth_configs".to_owned(), json!(auth_configs));
+    }
+
+    // multi_account, read before connected_accounts because it decides how many pins a toolkit may have.
+    let mut max_pins = 1;
+    if let Some(value) = request
+        .get("multi_account")
+        .filter(|value| !value.is_null())
+    {
+        let map = object(value, "multi_account")?;
+        only_keys(
+            map,
+            &[
+                "enable",
+                "max_accounts_per_toolkit",
+                "require_explicit_selection",
+            ],
+            "multi_account",
+        )?;
+        let enable = opt_bool(map, "enable", "multi_account")?;
+        let explicit = opt_bool(map, "require_explicit_selection", "multi_account")?;
+        let max = match map.get("max_accounts_per_toolkit") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_u64() {
+                Some(max) if (2..=10).contains(&max) => Some(max),
+                _ => {
+                    return Err(ApiError::validation(
+                        "Error in payload.multi_account.max_accounts_per_toolkit: Number must be between 2 and 10",
+                    ));
+                }
+            },
+        };
+        if enable == Some(true) {
+            max_pins = usize::try_from(max.unwrap_or(5)).unwrap_or(5);
+        }
+        let mut echoed = Map::new();
+        if let Some(enable) = enable {
+            echoed.insert("enable".to_owned(), json!(enable));
+        }
+        if let Some(max) = max {
+            echoed.insert("max_accounts_per_toolkit".to_owned(), json!(max));
+        }
+        if let Some(explicit) = explicit {
+            echoed.insert("require_explicit_selection".to_owned(), json!(explicit));
+        }
+        echo.insert("multi_account".to_owned(), Value::Object(echoed));
+    }
+
+    // connected_accounts: toolkit → array of ca_ ids (a plain string, the older shape, is
+    // wrapped). Whether the ids exist is the store's check.
+    let mut connected_accounts = BTreeMap::new();
+    if let Some(value) = request
+        .get("connected_accounts")
+        .filter(|value| !value.is_null())
+    {
+        for (slug, ids) in object(value, "connected_accounts")? {
+            let path = format!("connected_accounts.{slug}");
+            let ids = match ids {
+                Value::String(id) => vec![id.clone()],
+                other => string_array(other, &path)?,
+            };
+            let slug = toolkit_key(slug)?;
+            if ids.is_empty() || ids.len() > max_pins {
+                return Err(ApiError::validation(format!(
+                    "Error in payload.{path}: expected between 1 and {max_pins} connected account id(s)"
+                )));
+            }
+            if let Some(bad) = ids.iter().find(|id| !id.starts_with("ca_")) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid connected account id '{bad}': ids start with ca_"
+                )));
+            }
+            connected_accounts.insert(slug, ids);
+        }
+        echo.insert("connected_accounts".to_owned(), json!(connected_accounts));
+    }
+
+    if let Some(value) = request.get("tools").filter(|value| !value.is_null()) {
+        let mut echoed = Map::new();
+        for (slug, rule) in object(value, "tools")? {
+            let path = format!("tools.{slug}");
+            let slug = toolkit_key(slug)?;
+            echoed.insert(slug, echo_enable_disable(rule, &path, true)?);
+        }
+        echo.insert("tools".to_owned(), Value::Object(echoed));
+    }
+
+    if let Some(value) = request.get("tags").filter(|value| !value.is_null()) {
+        echo.insert("tags".to_owned(), echo_tags(value, "tags")?);
+    }
+
+    let workbench = match request.get("workbench").filter(|value| !value.is_null()) {
+        None => {
+            echo.insert(
+                "workbench".to_owned(),
+                json!({"enable": true, "proxy_execution_enabled": false, "auto_offload_threshold": 20000, "sandbox_size": "standard"}),
+            );
+            true
+        }
+        Some(value) => {
+            let map = object(value, "workbench")?;
+            only_keys(
+                map,
+                &[
+                    "enable",
+                    "enable_proxy_execution",
+                    "auto_offload_threshold",
+                    "sandbox_size",
+                ],
+                "workbench",
+            )?;
+            let enable = opt_bool(map, "enable", "workbench")?.unwrap_or(true);
+            let proxy = opt_bool(map, "enable_proxy_execution", "workbench")?.unwrap_or(false);
+            let threshold = match map.get("auto_offload_threshold") {
+                None | Some(Value::Null) => json!(20000),
+                Some(Value::Number(number)) => Value::Number(number.clone()),
+                Some(other) => {
+                    return Err(expected(
+                        "workbench.auto_offload_threshold",
+                        "number",
+                        other,
+                    ));
+                }
+            };
+            let size = match map.get("sandbox_size") {
+                None | Some(Value::Null) => "standard".to_owned(),
+                Some(Value::String(size))
+                    if matches!(size.as_str(), "standard" | "medium" | "large" | "xlarge") =>
+                {
+                    size.clone()
+                }
+                Some(_) => {
+                    return Err(ApiError::validation(
+                        "Error in payload.workbench.sandbox_size: Invalid enum value. Expected 'standard' | 'medium' | 'large' | 'xlarge'",
+                    ));
+                }
+            };
+            echo.insert(
+                "workbench".to_owned(),
+                json!({"enable": enable, "proxy_execution_enabled": proxy, "auto_offload_threshold": threshold, "sandbox_size": size}),
+            );
+            enable
+        }
+    };
+
+    let search = single_flag(request, "search", "enable", &mut echo)?;
+    let multi_execute = single_flag(request, "execute", "enable_multi_execute", &mut echo)?;
+
+    match request.get("preload").filter(|value| !value.is_null()) {
+        None => {
+            echo.insert("preload".to_owned(), json!({"tools": []}));
+        }
+        Some(value) => {
+            let map = object(value, "preload")?;
+            only_keys(map, &["tools"], "preload")?;
+            let tools = match map.get("tools") {
+                Some(Value::String(all)) if all == "all" => json!("all"),
+                Some(list) => json!(string_array(list, "preload.tools")?),
+                None => json!([]),
+            };
+            echo.insert("preload".to_owned(), json!({ "tools": tools }));
+        }
+    }
+
+    let proxy_execute = match request
+        .get("proxy_execute")
+        .filter(|value| !value.is_null())
+    {
+        None => false,
+        Some(value) => {
+            let map = object(value, "proxy_execute")?;
+            only_keys(map, &["enable"], "proxy_execute")?;
+            let enable = opt_bool(map, "enable", "proxy_execute")?.unwrap_or(false);
+            echo.insert("proxy_execute".to_owned(), json!({ "enable": enable }));
+            enable
+        }
+    };
+
+    match request.get("instant") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {
+            echo.insert("instant".to_owned(), json!(false));
+        }
+        Some(Value::Object(map)) => {
+            echo.insert("instant".to_owned(), Value::Object(map.clone()));
+        }
+        Some(other) => return Err(expected("instant", "false or object", other)),
+    }
+
+    let submit_feedback = match request.get("experimental").filter(|value| !value.is_null()) {
+        None => false,
+        Some(value) => {
+            let map = object(value, "experimental")?;
+            match map.get("submit_feedback") {
+                None | Some(Value::Null) => false,
+                Some(feedback) => opt_bool(
+                    object(feedback, "experimental.submit_feedback")?,
+                    "enable",
+                    "experimental.submit_feedback",
+                )?
+                .unwrap_or(false),
+            }
+        }
+    };
+
+    Ok(SessionConfig {
+        user_id,
+        manage_connections,
+        wait_for_connections,
+        callback_url,
+        toolkits,
+        auth_configs,
+        connected_accounts,
+        search,
+        multi_execute,
+        workbench,
+        proxy_execute,
+        submit_feedback,
+        echo: Value::Object(echo),
+    })
+}
+
+/// `search: {enable}` / `execute: {enable_multi_execute}`: one boolean defaulting to true,
+/// echoed as given.
+fn single_flag(
+    request: &Map<String, Value>,
+    key: &str,
+    flag: &str,
+    echo: &mut Map<String, Value>,
+) -> Result<bool, ApiError> {
+    let enabled = match request.get(key).filter(|value| !value.is_null()) {
+        None => true,
+        Some(value) => {
+            let map = object(value, key)?;
+            only_keys(map, &[flag], key)?;
+            opt_bool(map, flag, key)?.unwrap_or(true)
+        }
+    };
+    echo.insert(key.to_owned(), json!({ flag: enabled }));
+    Ok(enabled)
+}
+
+/// Echoes `{enable|disable|tags|require_approval}` as `{enabled|disabled|tags|require_approval}`.
+fn echo_enable_disable(rule: &Value, path: &str, allow_tags: bool) -> Result<Value, ApiError> {
+    let map = rule.as_object().ok_or_else(|| invalid_input(path))?;
+    let mut echoed = Map::new();
+    for (key, value) in map {
+        match key.as_str() {
+            "enable" => {
+                echoed.insert(
+                    "enabled".to_owned(),
+                    json!(string_array(value, &format!("{path}.enable"))?),
+                );
+            }
+            "disable" => {
+                echoed.insert(
+                    "disabled".to_owned(),
+                    json!(string_array(value, &format!("{path}.disable"))?),
+                );
+            }
+            "require_approval" => {
+                echoed.insert(
+                    key.clone(),
+                    json!(string_array(value, &format!("{path}.require_approval"))?),
+                );
+            }
+            "tags" if allow_tags => {
+                echoed.insert(key.clone(), echo_tags(value, &format!("{path}.tags"))?);
+            }
+            _ => return Err(invalid_input(path)),
+        }
+    }
+    if echoed.contains_key("enabled") && echoed.contains_key("disabled") || echoed.is_empty() {
+        return Err(invalid_input(path));
+    }
+    Ok(Value::Object(echoed))
+}
+
+/// `tags`: an array of hint names (shorthand for enable) or `{enable, disable, require_approval}`.
+fn echo_tags(value: &Value, path: &str) -> Result<Value, ApiError> {
+    let check = |names: Vec<String>, path: &str| -> Result<Vec<String>, ApiError> {
+        match names
+            .iter()
+            .find(|name| !TAG_HINTS.contains(&name.as_str()))
+        {
+            Some(bad) => Err(ApiError::validation(format!(
+                "Error in payload.{path}: Invalid enum value '{bad}'"
+            ))),
+            None => Ok(names),
+        }
+    };
+    match value {
+        Value::Array(_) => Ok(json!({ "enabled": check(string_array(value, path)?, path)? })),
+        Value::Object(map) => {
+            let mut echoed = Map::new();
+            for (key, list) in map {
+                let wire = match key.as_str() {
+                    "enable" => "enabled",
+                    "disable" => "disabled",
+                    "require_approval" => "require_approval",
+                    _ => return Err(invalid_input(path)),
+                };
+                let list_path = format!("{path}.{key}");
+                echoed.insert(
+                    wire.to_owned(),
+                    json!(check(string_array(list, &list_path)?, &list_path)?),
+                );
+            }
+            Ok(Value::Object(echoed))
+        }
+        _ => Err(invalid_input(path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_json(body: Value) -> Result<SessionConfig, ApiError> {
+        match body {
+            Value::Object(map) => parse(&map),
+            _ => Err(ApiError::bad_request("not an object")),
+        }
+    }
+
+    #[test]
+    fn defaults_expose_the_default_meta_tools() {
+        let config = parse_json(json!({"user_id": "u"})).map_err(|error| error.message);
+        let config = config.as_ref().map(SessionConfig::tool_router_tools);
+        assert_eq!(
+            config,
+            Ok(vec![
+                "COMPOSIO_SEARCH_TOOLS".to_owned(),
+                "COMPOSIO_GET_TOOL_SCHEMAS".to_owned(),
+                "COMPOSIO_MANAGE_CONNECTIONS".to_owned(),
+                "COMPOSIO_MULTI_EXECUTE_TOOL".to_owned(),
+                "COMPOSIO_REMOTE_WORKBENCH".to_owned(),
+                "COMPOSIO_REMOTE_BASH_TOOL".to_owned(),
+            ])
+        );
+    }
+
+    #[test]
+    fn manual_connections_without_workbench_is_the_first_three_tools() {
+        let config = parse_json(
+            json!({"user_id": "u", "manage_connections": {"enable": false}, "workbench": {"enable": false}}),
+        );
+        let tools = config
+            .map(|config| config.tool_router_tools())
+            .map_err(|error| error.message);
+        assert_eq!(
+            tools,
+            Ok(vec![
+                "COMPOSIO_SEARCH_TOOLS".to_owned(),
+                "COMPOSIO_GET_TOOL_SCHEMAS".to_owned(),
+                "COMPOSIO_MULTI_EXECUTE_TOOL".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn toolkits_shapes() {
+        for bad in [
+            json!(["gmail"]),
+            json!({"enabled": ["gmail"]}),
+            json!({"enable": ["gmail"], "disable": []}),
+            json!({}),
+        ] {
+            let error = parse_json(json!({"user_id": "u", "toolkits": bad}))
+                .err()
+                .map(|error| error.errors);
+            assert_eq!(
+                error,
+                Some(vec!["Error in payload.toolkits: Invalid input".to_owned()])
+            );
+        }
+        let config =
+            parse_json(json!({"user_id": "u", "toolkits": {"enable": ["GMAIL", "github"]}})).ok();
+        assert_eq!(
+            config.as_ref().map(|config| config.toolkits.clone()),
+            Some(ToolkitFilter::Enable(vec!["gmail".into(), "github".into()]))
+        );
+        assert_eq!(
+            config.map(|config| config.echo["toolkits"].clone()),
+            Some(json!({"enabled": ["gmail", "github"]}))
+        );
+        let unknown = parse_json(json!({"user_id": "u", "toolkits": {"disable": ["nope"]}})).err();
+        assert_eq!(unknown.map(|error| error.status.as_u16()), Some(400));
+    }
+
+    #[test]
+    fn manage_connections_must_be_an_object() {
+        let error = parse_json(json!({"user_id": "u", "manage_connections": false}))
+            .err()
+            .map(|error| error.errors);
+        assert_eq!(
+            error,
+            Some(vec![
+                "Error in payload.manage_connections: Expected object, received boolean".to_owned()
+            ])
+        );
+        let error = parse_json(json!({"user_id": "u", "manage_connections": {"enabled": false}}))
+            .err()
+            .map(|error| error.errors);
+        assert_eq!(
+            error,
+            Some(vec![
+                "Error in payload.manage_connections: Unrecognized key(s) in object: 'enabled'"
+                    .to_owned()
+            ])
+        );
+    }
+}

@@ -1,0 +1,1210 @@
+//! The sandbox's in-memory state: sessions, connected accounts and their Connect Links, per
+//! project (one project per accepted API key), plus the JSON shapes the REST API returns.
+//!
+//! Everything lives behind one `std::sync::Mutex`; no lock is held across an `.await`.
+//! INITIATED accounts expire lazily: every operation first moves accounts whose link is older
+//! than the TTL to EXPIRED, comparing `tokio::time::Instant`s so tests can use a paused clock.
+//!
+//! Which account a session's toolkit listing shows (the real API leaves it unspecified): the
+//! account pinned for that toolkit in the session's `connected_accounts`, if any; otherwise
+//! the user's newest ACTIVE account for the toolkit, otherwise the user's newest account in
+//! any status. Deleted accounts never show.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::StatusCode;
+use rand::Rng as _;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::catalog::{self, Toolkit};
+use crate::config::{self, SessionConfig, ToolkitFilter};
+use crate::http::{ApiError, comma_list};
+use crate::mcp::{McpWorld, SessionView};
+
+/// Page size when a list request gives no `limit` (the real default is undocumented).
+const DEFAULT_PAGE_SIZE: usize = 20;
+/// The toolkits list's documented maximum page size.
+const MAX_TOOLKITS_PAGE_SIZE: usize = 50;
+/// The connected-accounts list's maximum page size.
+const MAX_ACCOUNTS_PAGE_SIZE: usize = 1000;
+
+/// A project: the index of its API key in the configured key list (the key itself is never
+/// stored in the state, so no Debug output can leak it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ProjectId(pub(crate) usize);
+
+/// Connected account statuses, as on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Initializing,
+    Initiated,
+    Active,
+    Failed,
+    Expired,
+    Inactive,
+    Revoked,
+}
+
+impl Status {
+    const ALL: [Self; 7] = [
+        Self::Initializing,
+        Self::Initiated,
+        Self::Active,
+        Self::Failed,
+        Self::Expired,
+        Self::Inactive,
+        Self::Revoked,
+    ];
+
+    /// The wire name, e.g. `ACTIVE`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Initializing => "INITIALIZING",
+            Self::Initiated => "INITIATED",
+            Self::Active => "ACTIVE",
+            Self::Failed => "FAILED",
+            Self::Expired => "EXPIRED",
+            Self::Inactive => "INACTIVE",
+            Self::Revoked => "REVOKED",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+/// One tool-router session.
+#[derive(Debug)]
+struct Session {
+    project: ProjectId,
+    /// The request as accepted (after PATCH merges), re-validated on every PATCH.
+    request: Map<String, Value>,
+    config: SessionConfig,
+    config_version: u64,
+}
+
+/// One connected account.
+#[derive(Debug)]
+struct Account {
+    id: String,
+    project: ProjectId,
+    user_id: String,
+    toolkit: &'static Toolkit,
+    auth_config_id: String,
+    status: Status,
+    status_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// Creation order, to break timestamp ties.
+    sequence: u64,
+    /// When the link was minted, for lazy expiry.
+    initiated_at: Instant,
+    alias: Option<String>,
+    link_token: String,
+    redirect_url: String,
+    callback_url: Option<String>,
+    account_type: &'static str,
+    deleted: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: HashMap<String, Session>,
+    accounts: HashMap<String, Account>,
+    /// Link token → account id.
+    links: HashMap<String, String>,
+    next_sequence: u64,
+}
+
+/// What happened when a Connect Link was answered.
+#[derive(Debug)]
+pub(crate) struct LinkOutcome {
+    /// The account's id.
+    pub(crate) account_id: String,
+    /// The toolkit's display name.
+    pub(crate) toolkit_name: &'static str,
+    /// The callback URL with `status` and `connected_account_id` appended, if the link had one.
+    pub(crate) redirect: Option<String>,
+}
+
+/// What the hosted link page shows.
+#[derive(Debug)]
+pub(crate) struct LinkPage {
+    pub(crate) token: String,
+    pub(crate) toolkit_slug: &'static str,
+    pub(crate) toolkit_name: &'static str,
+    pub(crate) user_id: String,
+    pub(crate) account_id: String,
+    pub(crate) status: Status,
+    pub(crate) status_reason: Option<String>,
+}
+
+/// The sandbox state (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Store {
+    state: Mutex<State>,
+    link_ttl: Duration,
+    /// Base URL for links minted without a request (by the MCP side).
+    default_base_url: String,
+}
+
+fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A random nanoid-like id: `prefix` + `length` alphanumerics.
+fn random_id(prefix: &str, length: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(prefix.len() + length);
+    id.push_str(prefix);
+    for _ in 0..length {
+        id.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
+    }
+    id
+}
+
+/// "10 minutes", "1 minute", "90 seconds".
+fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let plural = |count: u64, unit: &str| {
+        if count == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{count} {unit}s")
+        }
+    };
+    if seconds >= 60 && seconds.is_multiple_of(60) {
+        plural(seconds / 60, "minute")
+    } else if seconds > 0 {
+        plural(seconds, "second")
+    } else {
+        plural(
+            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            "millisecond",
+        )
+    }
+}
+
+/// One page of a list: which slice of the items to return.
+struct Page {
+    number: usize,
+    limit: usize,
+}
+
+impl Page {
+    /// Reads `cursor` (base64 of `{"page","limit"}`) and `limit` (overrides the cursor's).
+    fn from_query(query: &HashMap<String, String>, max_limit: usize) -> Result<Self, ApiError> {
+        let mut page = Self {
+            number: 1,
+            limit: DEFAULT_PAGE_SIZE,
+        };
+        if let Some(cursor) = query.get("cursor").filter(|cursor| !cursor.is_empty()) {
+            let decoded = BASE64
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+                .and_then(|value| {
+                    let number = usize::try_from(value.get("page")?.as_u64()?).ok()?;
+                    let limit = usize::try_from(value.get("limit")?.as_u64()?).ok()?;
+                    Some((number, limit))
+                })
+                .filter(|(number, limit)| *number >= 1 && (1..=max_limit).contains(limit));
+            let (number, limit) = decoded.ok_or_else(|| ApiError::bad_request("Invalid cursor"))?;
+            page = Self { number, limit };
+        }
+        if let Some(limit) = query.get("limit") {
+            match limit.parse::<usize>() {
+                Ok(limit) if (1..=max_limit).contains(&limit) => page.limit = limit,
+                _ => {
+                    return Err(ApiError::validation(format!(
+                        "Error in query.limit: Number must be between 1 and {max_limit}, max allowed is {max_limit}"
+                    )));
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// Renders `{items, next_cursor, total_pages, current_page, total_items}` for `all`.
+    fn render(&self, all: Vec<Value>) -> Value {
+        let total_items = all.len();
+        let total_pages = total_items.div_ceil(self.limit).max(1);
+        let start = (self.number - 1).saturating_mul(self.limit);
+        let items: Vec<Value> = all.into_iter().skip(start).take(self.limit).collect();
+        let next_cursor = (self.number < total_pages).then(|| {
+            BASE64.encode(json!({"page": self.number + 1, "limit": self.limit}).to_string())
+        });
+        json!({
+            "items": items,
+            "next_cursor": next_cursor,
+            "total_pages": total_pages,
+            "current_page": self.number,
+            "total_items": total_items,
+        })
+    }
+}
+
+// === impl State ===
+
+impl State {
+    /// Moves INITIATED accounts older than `ttl` to EXPIRED.
+    fn expire_due(&mut self, now: Instant, ttl: Duration) {
+        for account in self.accounts.values_mut() {
+            if account.status == Status::Initiated
+                && now.saturating_duration_since(account.initiated_at) >= ttl
+            {
+                account.status = Status::Expired;
+                account.status_reason = Some(format!(
+                    "Connection initiation did not complete within {}",
+                    human_duration(ttl)
+                ));
+                account.updated_at = Utc::now();
+            }
+        }
+    }
+
+    fn session(&self, project: ProjectId, session_id: &str) -> Result<&Session, ApiError> {
+        check_prefix(session_id, "trs_", "session")?;
+        self.sessions
+            .get(session_id)
+            .filter(|session| session.project == project)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("Tool router session {session_id} not found"))
+            })
+    }
+
+    fn account(&self, project: ProjectId, account_id: &str) -> Result<&Account, ApiError> {
+        check_prefix(account_id, "ca_", "connected account")?;
+        self.accounts
+            .get(account_id)
+            .filter(|account| account.project == project && !account.deleted)
+            .ok_or_else(|| ApiError::not_found(format!("Connected account {account_id} not found")))
+    }
+
+    /// The account a session shows for `toolkit` (see the module docs).
+    fn visible_account(&self, session: &Session, toolkit: &str) -> Option<&Account> {
+        if let Some(pins) = session.config.connected_accounts.get(toolkit) {
+            return pins
+                .iter()
+                .filter_map(|id| self.accounts.get(id))
+                .find(|account| account.project == session.project && !account.deleted);
+        }
+        self.accounts
+            .values()
+            .filter(|account| {
+                account.project == session.project
+                    && !account.deleted
+                    && account.user_id == session.config.user_id
+                    && account.toolkit.slug == toolkit
+            })
+            .max_by_key(|account| (account.status == Status::Active, account.sequence))
+    }
+
+    fn next_sequence(&mut self) -> u64 {
+        self.next_sequence += 1;
+        self.next_sequence
+    }
+
+    fn unique_id(&self, prefix: &str) -> String {
+        loop {
+            let id = random_id(prefix, 12);
+            if !self.sessions.contains_key(&id)
+                && !self.accounts.contains_key(&id)
+                && !self.links.contains_key(&id)
+            {
+                return id;
+            }
+        }
+    }
+}
+
+/// 400 for an id without the right prefix (the real API validates ids before looking them up).
+fn check_prefix(id: &str, prefix: &str, what: &str) -> Result<(), ApiError> {
+    let valid = id.len() > prefix.len()
+        && id.starts_with(prefix)
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Invalid {what} id '{id}': expected an id starting with {prefix}"
+        )))
+    }
+}
+
+// === impl Account ===
+
+impl Account {
+    /// The `GET /connected_accounts/{id}` shape (also the list items).
+    fn to_json(&self) -> Value {
+        let scheme = self.toolkit.auth_scheme();
+        let mut val = json!({ "status": self.status.as_str() });
+        match self.status {
+            Status::Initiated => {
+                val["redirectUrl"] = json!(self.redirect_url);
+                if let Some(callback) = &self.callback_url {
+                    val["callbackUrl"] = json!(callback);
+                }
+            }
+            Status::Active | Status::Inactive => {
+                // Fake credentials: nothing real ever exists in the sandbox.
+                if scheme == "API_KEY" {
+                    val["generic_api_key"] = json!(format!("sandbox-api-key-{}", self.id));
+                } else {
+                    val["access_token"] = json!(format!("sandbox-access-token-{}", self.id));
+                    val["token_type"] = json!("Bearer");
+                }
+            }
+            _ => {}
+        }
+        let mut account = json!({
+            "id": self.id,
+            "user_id": self.user_id,
+            "status": self.status.as_str(),
+            "status_reason": self.status_reason,
+            "toolkit": { "slug": self.toolkit.slug },
+            "auth_config": {
+                "id": self.auth_config_id,
+                "auth_scheme": scheme,
+                "is_composio_managed": self.toolkit.is_composio_managed(),
+                "is_disabled": false,
+            },
+            "is_disabled": false,
+            "created_at": timestamp(self.created_at),
+            "updated_at": timestamp(self.updated_at),
+            "state": { "authScheme": scheme, "val": val },
+            "data": {},
+            "params": {},
+            "experimental": { "account_type": self.account_type },
+        });
+        if let Some(alias) = &self.alias {
+            account["alias"] = json!(alias);
+        }
+        account
+    }
+}
+
+// === impl Store ===
+
+impl Store {
+    /// An empty store. `default_base_url` is used for links minted without an HTTP request.
+    pub(crate) fn new(link_ttl: Duration, default_base_url: String) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            link_ttl,
+            default_base_url,
+        }
+    }
+
+    /// Locks the state and applies lazy expiry first.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation is completed under one lock, so the state is consistent even if a
+        // holder panicked; keep serving.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.expire_due(Instant::now(), self.link_ttl);
+        state
+    }
+
+    fn session_json(session_id: &str, session: &Session, base_url: &str) -> Value {
+        json!({
+            "session_id": session_id,
+            "mcp": { "type": "http", "url": format!("{base_url}/tool_router/{session_id}/mcp") },
+            "tool_router_tools": session.config.tool_router_tools(),
+            "config": session.config.echo,
+            "config_version": session.config_version,
+        })
+    }
+
+    /// `POST /tool_router/session`.
+    pub(crate) fn create_session(
+        &self,
+        project: ProjectId,
+        request: Map<String, Value>,
+        base_url: &str,
+    ) -> Result<Value, ApiError> {
+        let config = config::parse(&request)?;
+        let mut state = self.lock();
+        check_pins(&state, project, &config)?;
+        let session_id = state.unique_id("trs_");
+        let session = Session {
+            project,
+            request,
+            config,
+            config_version: 1,
+        };
+        let mut body = Self::session_json(&session_id, &session, base_url);
+        body["experimental"] = json!({
+            "assistive_prompt": format!(
+                "You are connected to a Composio tool router session for user {}. Use COMPOSIO_SEARCH_TOOLS to find tools.",
+                session.config.user_id
+            ),
+        });
+        state.sessions.insert(session_id, session);
+        Ok(body)
+    }
+
+    /// `GET /tool_router/session/{id}`.
+    pub(crate) fn get_session(
+        &self,
+        project: ProjectId,
+        session_id: &str,
+        base_url: &str,
+    ) -> Result<Value, ApiError> {
+        let state = self.lock();
+        let session = state.session(project, session_id)?;
+        Ok(Self::session_json(session_id, session, base_url))
+    }
+
+    /// `PATCH /tool_router/session/{id}`: merges the given top-level keys into the session's
+    /// request, re-validates it, and bumps `config_version`.
+    pub(crate) fn patch_session(
+        &self,
+        project: ProjectId,
+        session_id: &str,
+        patch: Map<String, Value>,
+        base_url: &str,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let session = state.session(project, session_id)?;
+        if let Some(user_id) = patch.get("user_id")
+            && user_id.as_str() != Some(session.config.user_id.as_str())
+        {
+            return Err(ApiError::bad_request(
+                "user_id cannot be changed on an existing session",
+            ));
+        }
+        let mut request = session.request.clone();
+        for (key, value) in patch {
+            if value.is_null() {
+                request.remove(&key);
+            } else {
+                request.insert(key, value);
+            }
+        }
+        let config = config::parse(&request)?;
+        check_pins(&state, project, &config)?;
+        let Some(session) = state.sessions.get_mut(session_id) else {
+            return Err(ApiError::not_found(format!(
+                "Tool router session {session_id} not found"
+            )));
+        };
+        session.request = request;
+        session.config = config;
+        session.config_version += 1;
+        Ok(Self::session_json(session_id, session, base_url))
+    }
+
+    /// `DELETE /tool_router/session/{id}`.
+    pub(crate) fn delete_session(
+        &self,
+        project: ProjectId,
+        session_id: &str,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        state.session(project, session_id)?;
+        state.sessions.remove(session_id);
+        Ok(json!({ "session_id": session_id, "deleted": true }))
+    }
+
+    /// The project that owns a session (for the MCP URL's key check).
+    pub(crate) fn session_project(&self, session_id: &str) -> Option<ProjectId> {
+        self.lock()
+            .sessions
+            .get(session_id)
+            .map(|session| session.project)
+    }
+
+    /// `GET /tool_router/session/{id}/toolkits`.
+    pub(crate) fn list_toolkits(
+        &self,
+        project: ProjectId,
+        session_id: &str,
+        query: &HashMap<String, String>,
+        base_url: &str,
+    ) -> Result<Value, ApiError> {
+        let page = Page::from_query(query, MAX_TOOLKITS_PAGE_SIZE)?;
+        let only_connected = match query.get("is_connected").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Error in query.is_connected: Expected boolean",
+                ));
+            }
+        };
+        let requested = comma_list(query.get("toolkits")).map(|slugs| {
+            slugs
+                .iter()
+                .map(|slug| slug.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        });
+        let search = query
+            .get("search")
+            .map(|text| text.trim().to_lowercase())
+            .filter(|text| !text.is_empty());
+        let state = self.lock();
+        let session = state.session(project, session_id)?;
+        let items = catalog::all()
+            .iter()
+            .filter(|toolkit| match &requested {
+                // An explicit `toolkits` filter overrides the session's toolkit config.
+                Some(requested) => requested.iter().any(|slug| slug == toolkit.slug),
+                None => session.config.toolkits.allows(toolkit.slug),
+            })
+            .filter(|toolkit| {
+                search.as_ref().is_none_or(|search| {
+                    toolkit.slug.contains(search.as_str())
+                        || toolkit.name.to_lowercase().contains(search.as_str())
+                        || toolkit.description.to_lowercase().contains(search.as_str())
+                })
+            })
+            .filter_map(|toolkit| {
+                let account = if toolkit.is_no_auth() {
+                    None
+                } else {
+                    state.visible_account(session, toolkit.slug)
+                };
+                if only_connected && account.is_none_or(|account| account.status != Status::Active)
+                {
+                    return None;
+                }
+                let mut item = json!({
+                    "slug": toolkit.slug,
+                    "name": toolkit.name,
+                    "enabled": session.config.toolkits.allows(toolkit.slug),
+                    "is_no_auth": toolkit.is_no_auth(),
+                    "composio_managed_auth_schemes": toolkit.composio_managed_auth_schemes(),
+                    "meta": {
+                        "logo": format!("{base_url}/_sandbox/logos/{}.svg", toolkit.slug),
+                        "description": toolkit.description,
+                        "isNoAuth": toolkit.is_no_auth(),
+                    },
+                });
+                if let Some(account) = account {
+                    item["connected_account"] = json!({
+                        "id": account.id,
+                        "user_id": account.user_id,
+                        "status": account.status.as_str(),
+                        "created_at": timestamp(account.created_at),
+                        "auth_config": {
+                            "id": account.auth_config_id,
+                            "auth_scheme": toolkit.auth_scheme(),
+                            "is_composio_managed": toolkit.is_composio_managed(),
+                        },
+                    });
+                }
+                Some(item)
+            })
+            .collect();
+        Ok(page.render(items))
+    }
+
+    /// `POST /tool_router/session/{id}/link`: a new INITIATED account and its Connect Link.
+    pub(crate) fn create_link(
+        &self,
+        project: ProjectId,
+        session_id: &str,
+        body: &Map<String, Value>,
+        base_url: &str,
+    ) -> Result<Value, ApiError> {
+        let toolkit_slug = match body.get("toolkit") {
+            Some(Value::String(slug)) if !slug.is_empty() => slug.clone(),
+            Some(Value::String(_)) => {
+                return Err(ApiError::validation(
+                    "Error in payload.toolkit: String must contain at least 1 character(s)",
+                ));
+            }
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Error in payload.toolkit: Expected string",
+                ));
+            }
+            None => return Err(ApiError::validation("Error in payload.toolkit: Required")),
+        };
+        let callback_url = match body.get("callback_url") {
+            None | Some(Value::Null) => None,
+            Some(url) => Some(config::validate_url(url, "callback_url")?),
+        };
+        let alias = match body.get("alias") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(alias)) if !alias.is_empty() => Some(alias.clone()),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Error in payload.alias: Expected a non-empty string",
+                ));
+            }
+        };
+        let (account_type, experimental) = link_experimental(body.get("experimental"))?;
+
+        let mut state = self.lock();
+        let session = state.session(project, session_id)?;
+        let toolkit = catalog::find(&toolkit_slug)
+            .ok_or_else(|| ApiError::not_found(format!("Toolkit '{toolkit_slug}' not found")))?;
+        if toolkit.is_no_auth() {
+            return Err(ApiError::bad_request(format!(
+                "Toolkit '{}' does not require authentication; no connection is needed",
+                toolkit.slug
+            )));
+        }
+        if !session.config.toolkits.allows(toolkit.slug) {
+            return Err(ApiError::bad_request(format!(
+                "Toolkit '{}' is not enabled for this session",
+                toolkit.slug
+            )));
+        }
+        if session.config.connected_accounts.contains_key(toolkit.slug) {
+            return Err(ApiError::bad_request(format!(
+                "A connected account is already defined for this toolkit in the session configuration ({})",
+                toolkit.slug
+            )));
+        }
+        let auth_config_id = session
+            .config
+            .auth_configs
+            .get(toolkit.slug)
+            .cloned()
+            .or_else(|| toolkit.default_auth_config_id())
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "No auth config found for toolkit '{}'. Create an auth config for it in your project first.",
+                    toolkit.slug
+                ))
+            })?;
+        let user_id = session.config.user_id.clone();
+        let callback_url = callback_url.or_else(|| session.config.callback_url.clone());
+        if let Some(alias) = &alias {
+            let taken = state.accounts.values().any(|account| {
+                account.project == project
+                    && !account.deleted
+                    && account.user_id == user_id
+                    && account.toolkit.slug == toolkit.slug
+                    && account.alias.as_ref() == Some(alias)
+            });
+            if taken {
+                return Err(ApiError::bad_request(format!(
+                    "Alias '{alias}' is already used by another connected account of this user for {}",
+                    toolkit.slug
+                )));
+            }
+        }
+        let account_id = state.unique_id("ca_");
+        let link_token = state.unique_id("ln_");
+        let redirect_url = format!("{base_url}/link/{link_token}");
+        let sequence = state.next_sequence();
+        let now = Utc::now();
+        state.links.insert(link_token.clone(), account_id.clone());
+        state.accounts.insert(
+            account_id.clone(),
+            Account {
+                id: account_id.clone(),
+                project,
+                user_id,
+                toolkit,
+                auth_config_id,
+                status: Status::Initiated,
+                status_reason: None,
+                created_at: now,
+                updated_at: now,
+                sequence,
+                initiated_at: Instant::now(),
+                alias,
+                link_token: link_token.clone(),
+                redirect_url: redirect_url.clone(),
+                callback_url,
+                account_type,
+                deleted: false,
+            },
+        );
+        let mut response = json!({
+            "connected_account_id": account_id,
+            "link_token": link_token,
+            "redirect_url": redirect_url,
+        });
+        if let Some(experimental) = experimental {
+            response["experimental"] = experimental;
+        }
+        Ok(response)
+    }
+
+    /// `GET /connected_accounts`.
+    pub(crate) fn list_accounts(
+        &self,
+        project: ProjectId,
+        query: &HashMap<String, String>,
+    ) -> Result<Value, ApiError> {
+        let page = Page::from_query(query, MAX_ACCOUNTS_PAGE_SIZE)?;
+        let user_ids = comma_list(query.get("user_ids"));
+        let toolkit_slugs = comma_list(query.get("toolkit_slugs")).map(|slugs| {
+            slugs
+                .iter()
+                .map(|slug| slug.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        });
+        let auth_config_ids = comma_list(query.get("auth_config_ids"));
+        let account_ids = comma_list(query.get("connected_account_ids"));
+        let statuses = match comma_list(query.get("statuses")) {
+            None => None,
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|name| {
+                        Status::parse(name).ok_or_else(|| {
+                            ApiError::validation(format!(
+                                "Error in query.statuses: Invalid enum value '{name}'. Expected one of INITIALIZING, INITIATED, ACTIVE, FAILED, EXPIRED, INACTIVE, REVOKED"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let by_updated = match query.get("order_by").map(String::as_str) {
+            None | Some("created_at") => false,
+            Some("updated_at") => true,
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Error in query.order_by: Expected 'created_at' | 'updated_at'",
+                ));
+            }
+        };
+        let ascending = match query.get("order_direction").map(String::as_str) {
+            None | Some("desc") => false,
+            Some("asc") => true,
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Error in query.order_direction: Expected 'asc' | 'desc'",
+                ));
+            }
+        };
+        let shared_only = match query.get("account_type").map(String::as_str) {
+            None | Some("ALL") => None,
+            Some("PRIVATE") => Some("PRIVATE"),
+            Some("SHARED") => Some("SHARED"),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Error in query.account_type: Expected 'PRIVATE' | 'SHARED' | 'ALL'",
+                ));
+            }
+        };
+        let contains = |list: &Option<Vec<String>>, value: &str| {
+            list.as_ref()
+                .is_none_or(|list| list.iter().any(|item| item == value))
+        };
+        let state = self.lock();
+        let mut accounts: Vec<&Account> = state
+            .accounts
+            .values()
+            .filter(|account| account.project == project && !account.deleted)
+            .filter(|account| contains(&user_ids, &account.user_id))
+            .filter(|account| contains(&toolkit_slugs, account.toolkit.slug))
+            .filter(|account| contains(&auth_config_ids, &account.auth_config_id))
+            .filter(|account| contains(&account_ids, &account.id))
+            .filter(|account| {
+                statuses
+                    .as_ref()
+                    .is_none_or(|statuses| statuses.contains(&account.status))
+            })
+            .filter(|account| shared_only.is_none_or(|kind| account.account_type == kind))
+            .collect();
+        accounts.sort_by_key(|account| {
+            (
+                if by_updated {
+                    account.updated_at
+                } else {
+                    account.created_at
+                },
+                account.sequence,
+            )
+        });
+        if !ascending {
+            accounts.reverse();
+        }
+        Ok(page.render(accounts.into_iter().map(Account::to_json).collect()))
+    }
+
+    /// `GET /connected_accounts/{id}`.
+    pub(crate) fn get_account(
+        &self,
+        project: ProjectId,
+        account_id: &str,
+    ) -> Result<Value, ApiError> {
+        Ok(self.lock().account(project, account_id)?.to_json())
+    }
+
+    /// `DELETE /connected_accounts/{id}` (a soft delete; later reads are 404).
+    pub(crate) fn delete_account(
+        &self,
+        project: ProjectId,
+        account_id: &str,
+        revoke: bool,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        state.account(project, account_id)?;
+        let revoke_job_id = revoke.then(|| random_id("rj_", 12));
+        if let Some(account) = state.accounts.get_mut(account_id) {
+            account.deleted = true;
+            account.updated_at = Utc::now();
+            if revoke {
+                account.status = Status::Revoked;
+                account.status_reason = Some("Credentials revoked upstream on delete".to_owned());
+            }
+        }
+        let mut body = json!({ "success": true });
+        if let Some(job) = revoke_job_id {
+            body["revoke_job_id"] = json!(job);
+        }
+        Ok(body)
+    }
+
+    /// The hosted link page's data, or `None` for an unknown token.
+    pub(crate) fn link_page(&self, token: &str) -> Option<LinkPage> {
+        let state = self.lock();
+        let account = state
+            .links
+            .get(token)
+            .and_then(|id| state.accounts.get(id))?;
+        Some(LinkPage {
+            token: account.link_token.clone(),
+            toolkit_slug: account.toolkit.slug,
+            toolkit_name: account.toolkit.name,
+            user_id: account.user_id.clone(),
+            account_id: account.id.clone(),
+            status: account.status,
+            status_reason: account.status_reason.clone(),
+        })
+    }
+
+    /// Allow (ACTIVE) or deny (FAILED) a pending Connect Link; 404 for an unknown token, 409
+    /// when the link is no longer pending (already answered, expired, deleted).
+    pub(crate) fn answer_link(&self, token: &str, allow: bool) -> Result<LinkOutcome, ApiError> {
+        let mut state = self.lock();
+        let account_id = state
+            .links
+            .get(token)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("Connect Link {token} not found")))?;
+        let Some(account) = state.accounts.get_mut(&account_id) else {
+            return Err(ApiError::not_found(format!(
+                "Connect Link {token} not found"
+            )));
+        };
+        if account.deleted || account.status != Status::Initiated {
+            let status = if account.deleted {
+                "deleted"
+            } else {
+                account.status.as_str()
+            };
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "This Connect Link is no longer pending: its connected account is {status}"
+                ),
+            ));
+        }
+        account.updated_at = Utc::now();
+        if allow {
+            account.status = Status::Active;
+            account.status_reason = None;
+        } else {
+            account.status = Status::Failed;
+            account.status_reason = Some("The user denied access on the consent screen".to_owned());
+        }
+        let redirect = account.callback_url.as_deref().and_then(|callback| {
+            let mut url = url::Url::parse(callback).ok()?;
+            url.query_pairs_mut()
+                .append_pair("status", if allow { "success" } else { "failed" })
+                .append_pair("connected_account_id", &account.id);
+            Some(url.to_string())
+        });
+        Ok(LinkOutcome {
+            account_id,
+            toolkit_name: account.toolkit.name,
+            redirect,
+        })
+    }
+
+    /// Control plane: marks an account REVOKED (the user revoked access upstream).
+    pub(crate) fn revoke_account(&self, account_id: &str) -> Result<Value, ApiError> {
+        self.force_status(
+            account_id,
+            Status::Revoked,
+            "Access was revoked by the user".to_owned(),
+        )
+    }
+
+    /// Control plane: marks an account EXPIRED now, as if its TTL (INITIATED) or its
+    /// credentials (ACTIVE) ran out.
+    pub(crate) fn expire_account(&self, account_id: &str) -> Result<Value, ApiError> {
+        let reason = format!(
+            "Connection initiation did not complete within {}",
+            human_duration(self.link_ttl)
+        );
+        let state = self.lock();
+        let initiated = state
+            .accounts
+            .get(account_id)
+            .map(|account| account.status == Status::Initiated);
+        drop(state);
+        let reason = if initiated == Some(false) {
+            "The account's credentials expired".to_owned()
+        } else {
+            reason
+        };
+        self.force_status(account_id, Status::Expired, reason)
+    }
+
+    fn force_status(
+        &self,
+        account_id: &str,
+        status: Status,
+        reason: String,
+    ) -> Result<Value, ApiError> {
+        check_prefix(account_id, "ca_", "connected account")?;
+        let mut state = self.lock();
+        let account = state
+            .accounts
+            .get_mut(account_id)
+            .filter(|account| !account.deleted)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("Connected account {account_id} not found"))
+            })?;
+        account.status = status;
+        account.status_reason = Some(reason);
+        account.updated_at = Utc::now();
+        Ok(account.to_json())
+    }
+
+    /// Status of an account regardless of project.
+    #[cfg(test)]
+    pub(crate) fn account_status(&self, account_id: &str) -> Option<Status> {
+        self.lock()
+            .accounts
+            .get(account_id)
+            .filter(|account| !account.deleted)
+            .map(|account| account.status)
+    }
+}
+
+/// Pins must name existing, undeleted accounts of the project, for the toolkit they are pinned to.
+fn check_pins(state: &State, project: ProjectId, config: &SessionConfig) -> Result<(), ApiError> {
+    for (slug, ids) in &config.connected_accounts {
+        for id in ids {
+            let account = state
+                .accounts
+                .get(id)
+                .filter(|account| account.project == project && !account.deleted);
+            match account {
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "Connected account {id} not found"
+                    )));
+                }
+                Some(account) if account.toolkit.slug != slug => {
+                    return Err(ApiError::bad_request(format!(
+                        "Connected account {id} belongs to toolkit {}, not {slug}",
+                        account.toolkit.slug
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `experimental` of a link request: `{account_type, acl_config_for_shared}`.
+fn link_experimental(value: Option<&Value>) -> Result<(&'static str, Option<Value>), ApiError> {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
+        return Ok(("PRIVATE", None));
+    };
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::validation("Error in payload.experimental: Expected object"))?;
+    let account_type = match map.get("account_type").and_then(Value::as_str) {
+        None => "PRIVATE",
+        Some("PRIVATE") => "PRIVATE",
+        Some("SHARED") => "SHARED",
+        Some(_) => {
+            return Err(ApiError::validation(
+                "Error in payload.experimental.account_type: Expected 'PRIVATE' | 'SHARED'",
+            ));
+        }
+    };
+    let acl = map
+        .get("acl_config_for_shared")
+        .filter(|acl| !acl.is_null());
+    if acl.is_some() && account_type != "SHARED" {
+        return Err(ApiError::bad_request(
+            "acl_config_for_shared is only valid on SHARED connections",
+        ));
+    }
+    let mut echoed = json!({ "account_type": account_type });
+    if let Some(acl) = acl {
+        echoed["acl_config_for_shared"] = acl.clone();
+    }
+    Ok((account_type, Some(echoed)))
+}
+
+// === impl McpWorld for Store ===
+
+impl McpWorld for Store {
+    fn session(&self, session_id: &str) -> Option<SessionView> {
+        let state = self.lock();
+        let session = state.sessions.get(session_id)?;
+        let enabled_toolkits = match &session.config.toolkits {
+            ToolkitFilter::All => None,
+            filter => Some(
+                catalog::all()
+                    .iter()
+                    .filter(|toolkit| filter.allows(toolkit.slug))
+                    .map(|toolkit| toolkit.slug.to_owned())
+                    .collect(),
+            ),
+        };
+        Some(SessionView {
+            user_id: session.config.user_id.clone(),
+            tool_router_tools: session.config.tool_router_tools(),
+            enabled_toolkits,
+        })
+    }
+
+    /// The trait names no project, so this answers across projects: an ACTIVE account of
+    /// `user_id` for `toolkit` under any API key counts.
+    fn is_connected(&self, user_id: &str, toolkit: &str) -> bool {
+        if catalog::find(toolkit).is_some_and(Toolkit::is_no_auth) {
+            return true;
+        }
+        self.lock().accounts.values().any(|account| {
+            !account.deleted
+                && account.status == Status::Active
+                && account.user_id == user_id
+                && account.toolkit.slug.eq_ignore_ascii_case(toolkit)
+        })
+    }
+
+    fn connect_link(&self, session_id: &str, toolkit: &str) -> Result<String, String> {
+        let project = self
+            .session_project(session_id)
+            .ok_or_else(|| format!("Tool router session {session_id} not found"))?;
+        let mut body = Map::new();
+        body.insert("toolkit".to_owned(), json!(toolkit));
+        let link = self
+            .create_link(project, session_id, &body, &self.default_base_url)
+            .map_err(|error| error.message)?;
+        link.get("redirect_url")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "no redirect_url".to_owned())
+    }
+
+    fn toolkits(&self) -> Vec<(String, String)> {
+        catalog::all()
+            .iter()
+            .map(|toolkit| (toolkit.slug.to_owned(), toolkit.name.to_owned()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "http://127.0.0.1:1";
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn new_link(store: &Store, project: ProjectId) -> Result<(String, String), ApiError> {
+        let session = store.create_session(project, object(json!({"user_id": "alice"})), BASE)?;
+        let session_id = session["session_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let link = store.create_link(
+            project,
+            &session_id,
+            &object(json!({"toolkit": "gmail"})),
+            BASE,
+        )?;
+        Ok((
+            link["connected_account_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            link["link_token"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn initiated_accounts_expire_lazily_after_the_ttl() -> Result<(), ApiError> {
+        let store = Store::new(Duration::from_secs(600), BASE.to_owned());
+        let (account_id, token) = new_link(&store, ProjectId(0))?;
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert_eq!(store.account_status(&account_id), Some(Status::Initiated));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let account = store.get_account(ProjectId(0), &account_id)?;
+        assert_eq!(account["status"], "EXPIRED");
+        assert_eq!(
+            account["status_reason"],
+            "Connection initiation did not complete within 10 minutes"
+        );
+        let late = store
+            .answer_link(&token, true)
+            .err()
+            .map(|error| error.status);
+        assert_eq!(late, Some(StatusCode::CONFLICT));
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_links_do_not_expire() -> Result<(), ApiError> {
+        let store = Store::new(Duration::from_secs(60), BASE.to_owned());
+        let (account_id, token) = new_link(&store, ProjectId(0))?;
+        store.answer_link(&token, true)?;
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(store.account_status(&account_id), Some(Status::Active));
+        Ok(())
+    }
+
+    #[test]
+    fn projects_do_not_see_each_other() -> Result<(), ApiError> {
+        let store = Store::new(Duration::from_secs(60), BASE.to_owned());
+        let (account_id, _) = new_link(&store, ProjectId(0))?;
+        assert_eq!(
+            store
+                .get_account(ProjectId(1), &account_id)
+                .err()
+                .map(|error| error.status),
+            Some(StatusCode::NOT_FOUND)
+        );
+        let listed = store.list_accounts(ProjectId(1), &HashMap::new())?;
+        assert_eq!(listed["total_items"], 0);
+        Ok(())
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(human_duration(Duration::from_secs(60)), "1 minute");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(
+            human_duration(Duration::from_millis(250)),
+            "250 milliseconds"
+        );
+    }
+}
