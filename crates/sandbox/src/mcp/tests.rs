@@ -122,6 +122,8 @@ impl McpWorld for FakeWorld {
 
 struct Harness {
     addr: SocketAddr,
+    /// `(method, status)` of every request the endpoint answered.
+    exchanges: Arc<Mutex<Vec<(http::Method, u16)>>>,
     world: Arc<FakeWorld>,
     endpoint: Arc<McpEndpoint>,
     stop: CancellationToken,
@@ -148,6 +150,8 @@ impl Harness {
         let addr = listener.local_addr().unwrap();
         let serving = endpoint.clone();
         let accept_stop = stop.clone();
+        let exchanges = Arc::new(Mutex::new(Vec::new()));
+        let log = exchanges.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -155,10 +159,19 @@ impl Harness {
                     () = accept_stop.cancelled() => return,
                 };
                 let endpoint = serving.clone();
+                let log = log.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: http::Request<Incoming>| {
                         let endpoint = endpoint.clone();
-                        async move { Ok::<_, std::convert::Infallible>(route(&endpoint, request).await) }
+                        let log = log.clone();
+                        async move {
+                            let method = request.method().clone();
+                            let response = route(&endpoint, request).await;
+                            log.lock()
+                                .unwrap()
+                                .push((method, response.status().as_u16()));
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -168,6 +181,7 @@ impl Harness {
         });
         Self {
             addr,
+            exchanges,
             world,
             endpoint,
             stop,
@@ -1063,4 +1077,90 @@ async fn shutdown_ends_open_streams() {
     harness.stop.cancel();
     let mut reader = SseReader::new(stream);
     while reader.next().await.is_some() {}
+}
+
+// === the official Python SDK as a client ===
+
+/// The pinned third-party peers (`tests/peers/install.sh`): `$TOOLGATE_PEERS`, else
+/// `<workspace>/target/peers`.
+fn peers_dir() -> std::path::PathBuf {
+    std::env::var_os("TOOLGATE_PEERS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"),
+        std::path::PathBuf::from,
+    )
+}
+
+#[tokio::test]
+async fn the_python_sdk_uses_sessions_streams_progress_and_tools() {
+    let python = peers_dir().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "missing test peer {}: run tests/peers/install.sh (Python mcp==2.3.0)",
+        python.display()
+    );
+    let harness = Harness::start().await;
+    harness.world.connect("alice", "gmail");
+    let run = tokio::process::Command::new(&python)
+        .arg("-c")
+        .arg(include_str!("testdata/python_client.py"))
+        .arg(harness.url("trs_a"))
+        .arg("x-api-key:sk_test")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(PATIENCE * 3, run)
+        .await
+        .expect("the Python client hung")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "python client failed: {stderr}");
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(summary["server"], "toolgate-sandbox");
+    assert_eq!(summary["protocol"], "2025-11-25");
+    assert_eq!(summary["tools"], json!(with_sandbox_tools(&DEFAULT_TOOLS)));
+    assert_eq!(summary["echo"], json!(["Echo: from python", false]));
+    assert_eq!(summary["echo_bad"][1], true);
+    assert!(
+        summary["echo_bad"][0]
+            .as_str()
+            .unwrap()
+            .contains("missing field `message`")
+    );
+    assert_eq!(
+        summary["slow"],
+        "Completed 4 steps (4 progress notifications sent)"
+    );
+    assert_eq!(
+        summary["progress"],
+        json!([
+            [1.0, 4.0, "step 1 of 4"],
+            [2.0, 4.0, "step 2 of 4"],
+            [3.0, 4.0, "step 3 of 4"],
+            [4.0, 4.0, "step 4 of 4"]
+        ])
+    );
+    assert_eq!(summary["large_len"], 2048 * 1024);
+    assert_eq!(summary["large_ok"], true);
+    assert_eq!(summary["multi_is_error"], false);
+    let results = &summary["multi"]["data"]["results"];
+    assert_eq!(results[0]["response"]["successful"], true);
+    assert!(
+        results[1]["response"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("No active connection for toolkit github")
+    );
+
+    // The SDK opened the session's GET stream and ended the session with DELETE on exit.
+    let exchanges = harness.exchanges.lock().unwrap().clone();
+    assert!(
+        exchanges.contains(&(http::Method::GET, 200)),
+        "{exchanges:?}"
+    );
+    assert!(
+        exchanges
+            .iter()
+            .any(|(method, status)| method == http::Method::DELETE && *status < 300),
+        "{exchanges:?}"
+    );
 }
