@@ -32,12 +32,6 @@
 //! is on (Mcp-Session-Id, GET stream, resumption via Last-Event-ID from rmcp's in-memory
 //! cache); 2026-07-28 clients are served statelessly by rmcp automatically.
 
-// Until the REST router calls the endpoint, the non-test build sees it as unused.
-#![cfg_attr(
-    not(test),
-    allow(dead_code, reason = "wired into the REST router by crate::api")
-)]
-
 mod catalog;
 mod tools;
 
