@@ -32,27 +32,29 @@ async fn create_session(sandbox: &Sandbox, body: Value) -> Value {
         .json(&body)
         .send()
         .await
-        .unwrap();
+        .expect("POST /tool_router/session failed");
     assert_eq!(response.status(), 201);
-    response.json().await.unwrap()
+    response.json().await.expect("session response is not JSON")
 }
 
 async fn connect(url: &str, api_key: &str) -> RunningService<RoleClient, ()> {
     let headers = HashMap::from([(
         http::HeaderName::from_static("x-api-key"),
-        http::HeaderValue::from_str(api_key).unwrap(),
+        http::HeaderValue::from_str(api_key).expect("API key is not a header value"),
     )]);
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers),
     );
-    ().serve(transport).await.unwrap()
+    ().serve(transport)
+        .await
+        .expect("MCP client could not initialize")
 }
 
 async fn tool_names(client: &RunningService<RoleClient, ()>) -> Vec<String> {
     client
         .list_all_tools()
         .await
-        .unwrap()
+        .expect("tools/list failed")
         .into_iter()
         .map(|tool| tool.name.into_owned())
         .collect()
@@ -69,7 +71,7 @@ async fn call(
     client
         .call_tool(CallToolRequestParams::new(name.to_owned()).with_arguments(arguments))
         .await
-        .unwrap()
+        .expect("tools/call failed")
 }
 
 fn text_of(result: &CallToolResult) -> String {
@@ -83,9 +85,9 @@ fn text_of(result: &CallToolResult) -> String {
 fn expected_tools(session: &Value) -> Vec<String> {
     session["tool_router_tools"]
         .as_array()
-        .unwrap()
+        .expect("no tool_router_tools in the session")
         .iter()
-        .map(|name| name.as_str().unwrap().to_owned())
+        .map(|name| name.as_str().expect("tool name is not a string").to_owned())
         .chain(SANDBOX_TOOLS.iter().map(|name| (*name).to_owned()))
         .collect()
 }
