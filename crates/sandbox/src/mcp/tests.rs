@@ -1164,3 +1164,22 @@ async fn the_python_sdk_uses_sessions_streams_progress_and_tools() {
         "{exchanges:?}"
     );
 }
+
+#[test]
+fn last_event_id_is_bumped_past_the_event_the_client_has() {
+    let bumped = |value: &str| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("last-event-id", http::HeaderValue::from_str(value).unwrap());
+        super::resume_after_last_event(&mut headers);
+        headers["last-event-id"].to_str().unwrap().to_owned()
+    };
+    assert_eq!(bumped("1/3"), "2/3");
+    assert_eq!(bumped("7"), "8");
+    // Ids rmcp did not mint are left for rmcp to reject.
+    assert_eq!(bumped("abc"), "abc");
+    assert_eq!(bumped("1/x"), "1/x");
+    assert_eq!(
+        bumped(&format!("{}", usize::MAX)),
+        format!("{}", usize::MAX)
+    );
+}
