@@ -1,0 +1,1125 @@
+//! The bridge proper: routes each stdin message, owns the upstream MCP session, and relays the
+//! upstream's answers and server-initiated messages to stdout.
+//!
+//! Requests each run in their own task so a slow `tools/call` never holds up a `tools/list`.
+//! Notifications and the client's responses (answers to sampling, elicitation, roots) keep
+//! their order through one sequential lane: `notifications/initialized` must reach the upstream
+//! before anything that follows it, and a `notifications/cancelled` must not overtake its
+//! request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::AbortHandle;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, watch};
+use url::Url;
+
+use super::StdioConfig;
+use super::message::{
+    self, INTERNAL_ERROR, MessageView, UPSTREAM_UNAVAILABLE, error_response, same_id,
+};
+use super::sse::SseParser;
+use crate::config::WaitMode;
+use crate::events::{ProxyEvents, RequestKind, RequestRecord, UpstreamErrorKind};
+use crate::gate::{self, BlockStyle, Decision, GateState, PendingToolkit};
+use crate::upstream::{UpstreamTarget, redacted_url};
+
+/// `Accept` on every POST: the upstream may answer with JSON or an SSE stream.
+const ACCEPT_POST: &str = "application/json, text/event-stream";
+/// Largest error body read from the upstream (it only feeds an error message).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Ceiling of the GET stream's reconnection backoff.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+
+/// A request from the client, with the routing fields copied out of its line.
+#[derive(Debug)]
+pub(crate) struct ClientRequest {
+    /// The line exactly as received, forwarded unchanged.
+    pub(crate) line: Bytes,
+    /// The caller's id, echoed by every local answer.
+    pub(crate) id: Box<RawValue>,
+    /// The JSON-RPC method.
+    pub(crate) method: String,
+    /// `params.name` / `params.uri`, for the `Mcp-Name` header and the events hook.
+    pub(crate) name: Option<String>,
+    /// `params._meta.progressToken`, for progress while a blocked call is held.
+    pub(crate) progress_token: Option<Box<RawValue>>,
+    /// 2026-07-28: `_meta` protocol version of this request.
+    pub(crate) meta_protocol_version: Option<String>,
+    /// The request (its `_meta` on 2026-07-28, or `params.capabilities` on `initialize`)
+    /// declares URL-mode elicitation.
+    pub(crate) declares_url_elicitation: bool,
+}
+
+/// A notification or a response from the client, sent upstream in arrival order.
+#[derive(Debug)]
+pub(crate) struct ClientNotice {
+    /// The line exactly as received.
+    pub(crate) line: Bytes,
+    /// The method of a notification; `None` for a response.
+    pub(crate) method: Option<String>,
+}
+
+/// Why a request could not be answered by the upstream.
+#[derive(Debug)]
+enum Failure {
+    /// There is no upstream yet (or the gateway is still starting).
+    NotReady(String),
+    /// No connection to the upstream could be made.
+    Unreachable,
+    /// Connecting to the upstream timed out.
+    Timeout,
+    /// Any other transport failure (e.g. the connection broke mid-response).
+    Transport,
+    /// The upstream refused toolgate's credentials.
+    CredentialsRefused(StatusCode),
+    /// The upstream answered with an HTTP error.
+    Status { status: StatusCode, body: Bytes },
+    /// The upstream ended the answer stream without answering and it could not be resumed.
+    NoAnswer,
+    /// The session was lost and the client never sent an `initialize` to replay.
+    SessionLost,
+    /// stdout is gone: nobody is left to answer.
+    OutputClosed,
+}
+
+impl Failure {
+    fn from_reqwest(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            Self::Timeout
+        } else if error.is_connect() {
+            Self::Unreachable
+        } else {
+            Self::Transport
+        }
+    }
+
+    /// The status recorded for metrics: what an HTTP client would have seen.
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Status { status, .. } => *status,
+            Self::Unreachable
+            | Self::Transport
+            | Self::CredentialsRefused(_)
+            | Self::NoAnswer
+            | Self::SessionLost
+            | Self::OutputClosed => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The JSON-RPC answer the client gets instead of the upstream's.
+    fn response(&self, id: &RawValue, url: Option<&Url>) -> Vec<u8> {
+        let shown = url.map(redacted_url).unwrap_or_default();
+        match self {
+            Self::NotReady(reason) => error_response(
+                Some(id),
+                UPSTREAM_UNAVAILABLE,
+                &format!("toolgate is not connected to its upstream MCP server yet: {reason}"),
+                None,
+            ),
+            Self::Unreachable => error_response(
+                Some(id),
+                UPSTREAM_UNAVAILABLE,
+                &format!("toolgate cannot reach the upstream MCP server at {shown}"),
+                None,
+            ),
+            Self::Timeout => error_response(
+                Some(id),
+                UPSTREAM_UNAVAILABLE,
+                &format!("toolgate timed out connecting to the upstream MCP server at {shown}"),
+                None,
+            ),
+            Self::Transport => error_response(
+                Some(id),
+                UPSTREAM_UNAVAILABLE,
+                &format!("the connection to the upstream MCP server at {shown} failed"),
+                None,
+            ),
+            Self::CredentialsRefused(status) => error_response(
+                Some(id),
+                UPSTREAM_UNAVAILABLE,
+                &format!(
+                    "the upstream MCP server refused toolgate's credentials (HTTP {})",
+                    status.as_u16()
+                ),
+                None,
+            ),
+            Self::Status { status, body } => {
+                message::readdressed_error(id, body).unwrap_or_else(|| {
+                    let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+                    error_response(
+                        Some(id),
+                        INTERNAL_ERROR,
+                        &format!("the upstream MCP server answered HTTP {}", status.as_u16()),
+                        Some(serde_json::json!({ "status": status.as_u16(), "body": text })),
+                    )
+                })
+            }
+            Self::NoAnswer => error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                "the upstream MCP server ended its response without answering this request",
+                None,
+            ),
+            Self::SessionLost => error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                "the upstream MCP server forgot the session and the client never initialized one",
+                None,
+            ),
+            Self::OutputClosed => Vec::new(),
+        }
+    }
+}
+
+/// The upstream MCP session this bridge owns on the client's behalf.
+#[derive(Debug, Default)]
+struct Session {
+    /// `Mcp-Session-Id` the upstream issued, sent on every later request.
+    id: Option<String>,
+    /// Protocol version the upstream chose at `initialize`.
+    protocol_version: Option<String>,
+    /// The client's `initialize` line, replayed when the upstream forgets the session.
+    initialize: Option<Bytes>,
+    /// The client's `notifications/initialized` line, replayed after `initialize`.
+    initialized: Option<Bytes>,
+    /// The upstream the session lives on: a new target (e.g. a re-created Composio session)
+    /// means a new upstream session.
+    target_url: Option<Url>,
+    /// Bumped whenever the session is replaced, so concurrent failures re-initialise once.
+    generation: u64,
+    /// The client declared URL-mode elicitation at `initialize`.
+    url_elicitation: bool,
+    /// The task holding the GET stream of this session, if any.
+    listener: Option<tokio::task::AbortHandle>,
+}
+
+/// What a request saw of the session when it was sent.
+#[derive(Clone, Debug)]
+struct SessionSnapshot {
+    id: Option<String>,
+    protocol_version: Option<String>,
+    generation: u64,
+    needs_replay_for: Option<Url>,
+}
+
+/// Outcome of relaying one answer stream.
+enum Relayed {
+    /// The awaited answer reached stdout (or nothing was awaited and the stream ended).
+    Done,
+    /// The stream ended first; resume from this event id after this delay.
+    Ended {
+        last_event_id: Option<String>,
+        retry: Option<Duration>,
+    },
+}
+
+/// State shared by every task of one bridge run.
+pub(crate) struct Bridge {
+    pub(crate) config: StdioConfig,
+    http: reqwest::Client,
+    upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
+    gate_rx: watch::Receiver<GateState>,
+    events: Arc<dyn ProxyEvents>,
+    /// Lines for the writer task; the only way anything reaches stdout.
+    out: mpsc::Sender<Vec<u8>>,
+    session: Mutex<Session>,
+    /// Serialises re-initialisation so a burst of failures replays `initialize` once.
+    reinit: tokio::sync::Mutex<()>,
+    /// In-flight requests by id, so `notifications/cancelled` can stop a held or streaming call.
+    in_flight: Mutex<HashMap<String, (u64, AbortHandle)>>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these plain-data states half-updated in a
+    // way that matters more than stopping the bridge would.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Bridge {
+    pub(crate) fn new(
+        config: StdioConfig,
+        http: reqwest::Client,
+        upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
+        gate_rx: watch::Receiver<GateState>,
+        events: Arc<dyn ProxyEvents>,
+        out: mpsc::Sender<Vec<u8>>,
+    ) -> Self {
+        Self {
+            config,
+            http,
+            upstream_rx,
+            gate_rx,
+            events,
+            out,
+            session: Mutex::new(Session::default()),
+            reinit: tokio::sync::Mutex::new(()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Queues one line for stdout.
+    pub(crate) async fn emit(&self, line: Vec<u8>) -> Result<(), ()> {
+        if line.is_empty() {
+            return Ok(());
+        }
+        self.out.send(line).await.map_err(|_| ())
+    }
+
+    // === in-flight bookkeeping ===
+
+    pub(crate) fn track(&self, key: String, seq: u64, handle: AbortHandle) {
+        lock(&self.in_flight).insert(key, (seq, handle));
+    }
+
+    fn untrack(&self, key: &str, seq: u64) {
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight.get(key).is_some_and(|(s, _)| *s == seq) {
+            in_flight.remove(key);
+        }
+    }
+
+    /// Stops the local work for a request the client cancelled. Dropping its upstream response
+    /// stream is also the cancellation signal of 2026-07-28; the forwarded
+    /// `notifications/cancelled` covers earlier versions.
+    pub(crate) fn cancel(&self, key: &str) {
+        if let Some((_, handle)) = lock(&self.in_flight).remove(key) {
+            handle.abort();
+        }
+    }
+
+    /// Aborts every background task of this bridge (requests, the GET stream).
+    pub(crate) fn abort_all(&self) {
+        for (_, (_, handle)) in lock(&self.in_flight).drain() {
+            handle.abort();
+        }
+        if let Some(listener) = lock(&self.session).listener.take() {
+            listener.abort();
+        }
+    }
+
+    // === requests ===
+
+    /// Answers one client request: locally (gate, readiness) or through the upstream.
+    pub(crate) async fn handle_request(self: Arc<Self>, request: ClientRequest, seq: u64) {
+        let started = Instant::now();
+        let key = message::id_key(&request.id);
+        let status = match self.answer(&request).await {
+            Ok(status) => status,
+            Err((failure, url)) => {
+                match &failure {
+                    Failure::Unreachable => {
+                        self.events.upstream_error(UpstreamErrorKind::Unreachable)
+                    }
+                    Failure::Timeout => self.events.upstream_error(UpstreamErrorKind::Timeout),
+                    Failure::Transport => self.events.upstream_error(UpstreamErrorKind::Other),
+                    Failure::CredentialsRefused(status) => {
+                        self.events.upstream_credentials_refused(*status);
+                    }
+                    _ => {}
+                }
+                tracing::warn!(method = %request.method, ?failure, "request failed");
+                let _ = self.emit(failure.response(&request.id, url.as_ref())).await;
+                failure.status()
+            }
+        };
+        let kind = if request.method == "tools/call" {
+            RequestKind::ToolsCall
+        } else {
+            RequestKind::OtherRequest
+        };
+        self.events.request_finished(&RequestRecord {
+            http_method: &Method::POST,
+            kind,
+            rpc_method: Some(&request.method),
+            status,
+            elapsed: started.elapsed(),
+        });
+        self.untrack(&key, seq);
+    }
+
+    async fn answer(
+        self: &Arc<Self>,
+        request: &ClientRequest,
+    ) -> Result<StatusCode, (Failure, Option<Url>)> {
+        let target = self
+            .ready_target()
+            .await
+            .map_err(|reason| (Failure::NotReady(reason), None))?;
+        if request.method == "tools/call" {
+            let decision = gate::decide(&self.gate_rx.borrow(), Some("tools/call"));
+            match decision {
+                Decision::Forward => {}
+                Decision::NotReady(reason) => return Err((Failure::NotReady(reason), None)),
+                Decision::Block(pending) => {
+                    if !self.hold_blocked_call(request, pending).await {
+                        return Ok(StatusCode::OK);
+                    }
+                }
+            }
+        }
+        // The target may have changed while the call was held.
+        let target = match self.upstream_rx.borrow().clone() {
+            Some(current) => current,
+            None => target,
+        };
+        let url = target.url.clone();
+        self.forward_request(&target, request)
+            .await
+            .map_err(|failure| (failure, Some(url)))
+    }
+
+    /// Waits (bounded by `upstream_wait`) until there is an upstream and the gate has left
+    /// `Starting`; the error is the reason shown to the client.
+    async fn ready_target(&self) -> Result<UpstreamTarget, String> {
+        let mut upstream_rx = self.upstream_rx.clone();
+        let mut gate_rx = self.gate_rx.clone();
+        let deadline = tokio::time::sleep(self.config.upstream_wait);
+        tokio::pin!(deadline);
+        loop {
+            let starting = match &*gate_rx.borrow_and_update() {
+                GateState::Starting { reason } => Some(reason.clone()),
+                _ => None,
+            };
+            let target = upstream_rx.borrow_and_update().clone();
+            let reason = match (target, starting) {
+                (Some(target), None) => return Ok(target),
+                (_, Some(reason)) => reason,
+                (None, None) => "no upstream MCP endpoint is known yet".to_owned(),
+            };
+            tokio::select! {
+                changed = upstream_rx.changed() => if changed.is_err() { return Err(reason) },
+                changed = gate_rx.changed() => if changed.is_err() { return Err(reason) },
+                () = &mut deadline => return Err(reason),
+            }
+        }
+    }
+
+    /// Handles a `tools/call` the gate blocks. Returns `true` when the gate opened while the
+    /// call was held (forward it now), `false` when the call was answered locally.
+    async fn hold_blocked_call(
+        &self,
+        request: &ClientRequest,
+        pending: Vec<PendingToolkit>,
+    ) -> bool {
+        let started = Instant::now();
+        let (timeout, progress_interval) = match self.config.wait {
+            WaitMode::Off => {
+                self.answer_blocked(request, &pending).await;
+                self.events
+                    .call_blocked(request.name.as_deref(), Duration::ZERO);
+                return false;
+            }
+            WaitMode::Hold {
+                timeout,
+                progress_interval,
+            } => (timeout, progress_interval),
+        };
+        self.events.call_held(request.name.as_deref());
+        let mut gate_rx = self.gate_rx.clone();
+        gate_rx.borrow_and_update();
+        let mut pending = pending;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(progress_interval.max(Duration::from_millis(10)));
+        let mut progress = 0_u64;
+        loop {
+            tokio::select! {
+                () = &mut deadline => break,
+                _ = ticker.tick(), if request.progress_token.is_some() => {
+                    if let Some(token) = &request.progress_token {
+                        progress += 1;
+                        let text = waiting_text(&pending);
+                        let _ = self.emit(message::progress_notification(token, progress, &text)).await;
+                    }
+                }
+                changed = gate_rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let decision = gate::decide(&gate_rx.borrow_and_update(), Some("tools/call"));
+                    match decision {
+                        Decision::Forward => return true,
+                        Decision::Block(now) => pending = now,
+                        Decision::NotReady(_) => {}
+                    }
+                }
+            }
+        }
+        self.answer_blocked(request, &pending).await;
+        self.events
+            .call_blocked(request.name.as_deref(), started.elapsed());
+        false
+    }
+
+    async fn answer_blocked(&self, request: &ClientRequest, pending: &[PendingToolkit]) {
+        let (session_url_elicitation, session_version) = {
+            let session = lock(&self.session);
+            (session.url_elicitation, session.protocol_version.clone())
+        };
+        let style = if request.declares_url_elicitation || session_url_elicitation {
+            BlockStyle::UrlElicitation
+        } else {
+            BlockStyle::ToolError
+        };
+        let version = request
+            .meta_protocol_version
+            .as_deref()
+            .or(session_version.as_deref());
+        tracing::info!(
+            tool = request.name.as_deref().unwrap_or(""),
+            "tools/call blocked by the gate"
+        );
+        let _ = self
+            .emit(gate::blocked_response(&request.id, pending, style, version))
+            .await;
+    }
+
+    fn snapshot(&self, target: &UpstreamTarget) -> SessionSnapshot {
+        let session = lock(&self.session);
+        let needs_replay_for = (session.initialize.is_some()
+            && session.target_url.as_ref() != Some(&target.url))
+        .then(|| target.url.clone());
+        SessionSnapshot {
+            id: session.id.clone(),
+            protocol_version: session.protocol_version.clone(),
+            generation: session.generation,
+            needs_replay_for,
+        }
+    }
+
+    async fn forward_request(
+        self: &Arc<Self>,
+        target: &UpstreamTarget,
+        request: &ClientRequest,
+    ) -> Result<StatusCode, Failure> {
+        let is_initialize = request.method == "initialize";
+        let mut retried = false;
+        loop {
+            let snapshot = self.snapshot(target);
+            if !is_initialize && snapshot.needs_replay_for.is_some() {
+                if retried {
+                    return Err(Failure::SessionLost);
+                }
+                retried = true;
+                self.replay_initialize(target, snapshot.generation).await?;
+                continue;
+            }
+            let mut builder = self
+                .post_builder(target, request.line.clone(), Some(&request.method))
+                .header(header::ACCEPT, ACCEPT_POST);
+            if !is_initialize {
+                builder = with_session_headers(
+                    builder,
+                    &snapshot,
+                    request.meta_protocol_version.as_deref(),
+                );
+            }
+            if let Some(value) = request
+                .name
+                .as_deref()
+                .and_then(|name| HeaderValue::from_str(&message::header_safe(name)).ok())
+            {
+                builder = builder.header("mcp-name", value);
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|error| Failure::from_reqwest(&error))?;
+            let status = response.status();
+            if status.is_success() {
+                if is_initialize {
+                    self.start_session(target, request, &response);
+                }
+                return self
+                    .relay_answer(target, response, &request.id, is_initialize)
+                    .await
+                    .map(|()| status);
+            }
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(Failure::CredentialsRefused(status));
+            }
+            let body = read_bounded(response, MAX_ERROR_BODY).await;
+            if !is_initialize && !retried && session_lost(status, &body, snapshot.id.is_some()) {
+                retried = true;
+                tracing::info!(%status, "the upstream forgot the MCP session; re-initialising");
+                self.replay_initialize(target, snapshot.generation).await?;
+                continue;
+            }
+            return Err(Failure::Status { status, body });
+        }
+    }
+
+    /// Records the client's own `initialize` as the session to keep alive.
+    fn start_session(
+        &self,
+        target: &UpstreamTarget,
+        request: &ClientRequest,
+        response: &reqwest::Response,
+    ) {
+        let mut session = lock(&self.session);
+        if let Some(listener) = session.listener.take() {
+            listener.abort();
+        }
+        session.id = session_id_of(response);
+        session.protocol_version = None;
+        session.initialize = Some(request.line.clone());
+        session.initialized = None;
+        session.target_url = Some(target.url.clone());
+        session.generation += 1;
+        session.url_elicitation = request.declares_url_elicitation;
+    }
+
+    /// Relays the answer to one POST: a JSON body or an SSE stream (resumed with
+    /// `Last-Event-ID` if it ends before the awaited answer).
+    async fn relay_answer(
+        &self,
+        target: &UpstreamTarget,
+        mut response: reqwest::Response,
+        awaited: &RawValue,
+        is_initialize: bool,
+    ) -> Result<(), Failure> {
+        let mut resumptions = 0;
+        loop {
+            let relayed = if is_sse(&response) {
+                self.relay_stream(response, Some(awaited), is_initialize)
+                    .await?
+            } else {
+                let body = read_bounded(response, self.config.max_message_bytes).await;
+                if body.trim_ascii().is_empty() {
+                    return Err(Failure::NoAnswer);
+                }
+                self.relay_message(&body, Some(awaited), is_initialize)
+                    .await?;
+                Relayed::Done
+            };
+            let (last_event_id, retry) = match relayed {
+                Relayed::Done => return Ok(()),
+                Relayed::Ended {
+                    last_event_id: Some(id),
+                    retry,
+                } => (id, retry),
+                Relayed::Ended {
+                    last_event_id: None,
+                    ..
+                } => return Err(Failure::NoAnswer),
+            };
+            if resumptions >= self.config.max_stream_resumptions {
+                return Err(Failure::NoAnswer);
+            }
+            resumptions += 1;
+            tokio::time::sleep(retry.unwrap_or(self.config.default_reconnect_delay)).await;
+            let snapshot = self.snapshot(target);
+            let resumed = with_session_headers(self.get_builder(target), &snapshot, None)
+                .header("last-event-id", last_event_id)
+                .send()
+                .await
+                .map_err(|error| Failure::from_reqwest(&error))?;
+            if !resumed.status().is_success() {
+                let status = resumed.status();
+                let body = read_bounded(resumed, MAX_ERROR_BODY).await;
+                tracing::warn!(%status, "resuming the answer stream failed");
+                return Err(Failure::Status { status, body });
+            }
+            response = resumed;
+        }
+    }
+
+    /// Relays every message of an SSE stream until it ends. With `awaited`, reports whether that
+    /// answer came through.
+    async fn relay_stream(
+        &self,
+        mut response: reqwest::Response,
+        awaited: Option<&RawValue>,
+        is_initialize: bool,
+    ) -> Result<Relayed, Failure> {
+        let mut parser = SseParser::default();
+        let mut events = Vec::new();
+        let mut answered = false;
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "upstream stream broke");
+                    break;
+                }
+            };
+            parser.push(&chunk, &mut events);
+            for event in events.drain(..) {
+                if self
+                    .relay_message(event.data.as_bytes(), awaited, is_initialize)
+                    .await?
+                {
+                    answered = true;
+                }
+            }
+        }
+        if answered || awaited.is_none() {
+            return Ok(Relayed::Done);
+        }
+        Ok(Relayed::Ended {
+            last_event_id: parser.last_event_id().map(str::to_owned),
+            retry: parser.retry(),
+        })
+    }
+
+    /// Writes one upstream message to stdout; returns whether it was the answer to `awaited`.
+    async fn relay_message(
+        &self,
+        data: &[u8],
+        awaited: Option<&RawValue>,
+        is_initialize: bool,
+    ) -> Result<bool, Failure> {
+        let data = data.trim_ascii();
+        if data.is_empty() {
+            return Ok(false); // a priming event
+        }
+        if data.first() == Some(&b'[') {
+            // A batch answer (2025-03-26): its elements are ordinary messages.
+            let Ok(elements) = serde_json::from_slice::<Vec<&RawValue>>(data) else {
+                tracing::warn!("dropping an upstream batch that is not valid JSON");
+                return Ok(false);
+            };
+            let mut answered = false;
+            for element in elements {
+                answered |=
+                    Box::pin(self.relay_message(element.get().as_bytes(), awaited, is_initialize))
+                        .await?;
+            }
+            return Ok(answered);
+        }
+        let Some(view) = MessageView::parse(data) else {
+            // Writing it would break the client's framing; stdout carries only JSON-RPC.
+            tracing::warn!(
+                bytes = data.len(),
+                "dropping an upstream message that is not a JSON object"
+            );
+            return Ok(false);
+        };
+        let answered = view.is_response()
+            && matches!((view.id, awaited), (Some(id), Some(awaited)) if same_id(id, awaited));
+        if answered && is_initialize {
+            let version = message::result_protocol_version(&view);
+            lock(&self.session).protocol_version = version;
+        }
+        tracing::trace!(
+            method = view.method.as_deref().unwrap_or(""),
+            "upstream → client"
+        );
+        self.emit(message::single_line(data))
+            .await
+            .map_err(|()| Failure::OutputClosed)?;
+        Ok(answered)
+    }
+
+    // === notifications and responses, in order ===
+
+    /// Sends the client's notifications and responses upstream, one at a time, in order.
+    pub(crate) async fn run_notice_lane(
+        self: Arc<Self>,
+        mut notices: mpsc::UnboundedReceiver<ClientNotice>,
+    ) {
+        while let Some(notice) = notices.recv().await {
+            self.send_notice(&notice).await;
+        }
+    }
+
+    async fn send_notice(self: &Arc<Self>, notice: &ClientNotice) {
+        let Ok(target) = self.ready_target().await else {
+            tracing::warn!(
+                method = notice.method.as_deref().unwrap_or("response"),
+                "no upstream: dropping a client notification"
+            );
+            return;
+        };
+        let kind = notice.method.as_deref().unwrap_or("response");
+        let started = Instant::now();
+        let mut retried = false;
+        let status = loop {
+            let snapshot = self.snapshot(&target);
+            let builder = self
+                .post_builder(&target, notice.line.clone(), notice.method.as_deref())
+                .header(header::ACCEPT, ACCEPT_POST);
+            let response = match with_session_headers(builder, &snapshot, None).send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::warn!(kind, %error, "sending a client notification upstream failed");
+                    break Failure::from_reqwest(&error).status();
+                }
+            };
+            let status = response.status();
+            if status.is_success() {
+                if notice.method.as_deref() == Some("notifications/initialized") {
+                    self.session_initialized(&target, &notice.line, snapshot.generation);
+                }
+                if is_sse(&response) {
+                    // Not expected for a notification, but whatever the upstream says is the
+                    // client's to read.
+                    let _ = self.relay_stream(response, None, false).await;
+                } else {
+                    let body = read_bounded(response, self.config.max_message_bytes).await;
+                    if !body.trim_ascii().is_empty() {
+                        let _ = self.relay_message(&body, None, false).await;
+                    }
+                }
+                break status;
+            }
+            let body = read_bounded(response, MAX_ERROR_BODY).await;
+            if !retried && session_lost(status, &body, snapshot.id.is_some()) {
+                retried = true;
+                if self
+                    .replay_initialize(&target, snapshot.generation)
+                    .await
+                    .is_ok()
+                {
+                    continue;
+                }
+            }
+            tracing::warn!(kind, %status, "the upstream rejected a client notification");
+            break status;
+        };
+        self.events.request_finished(&RequestRecord {
+            http_method: &Method::POST,
+            kind: RequestKind::NotificationOrResponse,
+            rpc_method: notice.method.as_deref(),
+            status,
+            elapsed: started.elapsed(),
+        });
+    }
+
+    /// The client finished the handshake: remember the line for replays and open the GET stream.
+    fn session_initialized(
+        self: &Arc<Self>,
+        target: &UpstreamTarget,
+        line: &Bytes,
+        generation: u64,
+    ) {
+        let mut session = lock(&self.session);
+        if session.generation != generation {
+            return;
+        }
+        session.initialized = Some(line.clone());
+        self.open_listener(&mut session, target);
+    }
+
+    fn open_listener(self: &Arc<Self>, session: &mut Session, target: &UpstreamTarget) {
+        if let Some(old) = session.listener.take() {
+            old.abort();
+        }
+        if session.id.is_none() && session.protocol_version.is_none() {
+            return;
+        }
+        let task = tokio::spawn(Arc::clone(self).listen(target.clone(), session.generation));
+        session.listener = Some(task.abort_handle());
+    }
+
+    // === session recovery ===
+
+    /// Replays the client's `initialize` and `notifications/initialized` on a fresh upstream
+    /// session, unless another task already did since `seen_generation`.
+    async fn replay_initialize(
+        self: &Arc<Self>,
+        target: &UpstreamTarget,
+        seen_generation: u64,
+    ) -> Result<(), Failure> {
+        let _one_at_a_time = self.reinit.lock().await;
+        let (initialize, initialized) = {
+            let session = lock(&self.session);
+            if session.generation != seen_generation {
+                return Ok(());
+            }
+            (session.initialize.clone(), session.initialized.clone())
+        };
+        let Some(initialize) = initialize else {
+            return Err(Failure::SessionLost);
+        };
+        let response = self
+            .post_builder(target, initialize.clone(), Some("initialize"))
+            .header(header::ACCEPT, ACCEPT_POST)
+            .send()
+            .await
+            .map_err(|error| Failure::from_reqwest(&error))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_bounded(response, MAX_ERROR_BODY).await;
+            return Err(Failure::Status { status, body });
+        }
+        let new_id = session_id_of(&response);
+        let version = initialize_version(response, self.config.max_message_bytes).await;
+        let snapshot = {
+            let mut session = lock(&self.session);
+            if let Some(listener) = session.listener.take() {
+                listener.abort();
+            }
+            session.id = new_id;
+            if version.is_some() {
+                session.protocol_version = version;
+            }
+            session.target_url = Some(target.url.clone());
+            session.generation += 1;
+            SessionSnapshot {
+                id: session.id.clone(),
+                protocol_version: session.protocol_version.clone(),
+                generation: session.generation,
+                needs_replay_for: None,
+            }
+        };
+        if let Some(initialized) = initialized {
+            let builder = self
+                .post_builder(target, initialized, Some("notifications/initialized"))
+                .header(header::ACCEPT, ACCEPT_POST);
+            match with_session_headers(builder, &snapshot, None).send().await {
+                Ok(response) => drop(read_bounded(response, MAX_ERROR_BODY).await),
+                Err(error) => return Err(Failure::from_reqwest(&error)),
+            }
+            let mut session = lock(&self.session);
+            if session.generation == snapshot.generation {
+                self.open_listener(&mut session, target);
+            }
+        }
+        tracing::info!("re-initialised the upstream MCP session");
+        Ok(())
+    }
+
+    // === the GET stream ===
+
+    /// Holds the session's GET stream (server-initiated requests and notifications), resuming
+    /// with `Last-Event-ID` and honouring `retry:` when it drops.
+    async fn listen(self: Arc<Self>, target: UpstreamTarget, generation: u64) {
+        let mut last_event_id: Option<String> = None;
+        let mut retry = self.config.default_reconnect_delay;
+        let mut failures = 0_u32;
+        loop {
+            let snapshot = self.snapshot(&target);
+            if snapshot.generation != generation {
+                return;
+            }
+            let mut builder = with_session_headers(self.get_builder(&target), &snapshot, None);
+            if let Some(id) = &last_event_id {
+                builder = builder.header("last-event-id", id.as_str());
+            }
+            match builder.send().await {
+                Ok(response) if response.status().is_success() && is_sse(&response) => {
+                    failures = 0;
+                    let mut parser = SseParser::default();
+                    let mut events = Vec::new();
+                    let mut response = response;
+                    while let Ok(Some(chunk)) = response.chunk().await {
+                        parser.push(&chunk, &mut events);
+                        for event in events.drain(..) {
+                            if self
+                                .relay_message(event.data.as_bytes(), None, false)
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    if let Some(id) = parser.last_event_id() {
+                        last_event_id = Some(id.to_owned());
+                    }
+                    if let Some(hint) = parser.retry() {
+                        retry = hint;
+                    }
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    match status {
+                        // No server-initiated stream offered, or the session is gone (the next
+                        // POST re-initialises and reopens it), or another stream holds it.
+                        StatusCode::METHOD_NOT_ALLOWED
+                        | StatusCode::NOT_FOUND
+                        | StatusCode::BAD_REQUEST
+                        | StatusCode::CONFLICT => {
+                            tracing::debug!(%status, "no GET stream");
+                            self.listener_gone(generation);
+                            return;
+                        }
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            self.events.upstream_credentials_refused(status);
+                            self.listener_gone(generation);
+                            return;
+                        }
+                        _ => failures += 1,
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "GET stream connection failed");
+                    failures += 1;
+                }
+            }
+            let backoff = retry
+                .saturating_mul(1 << failures.min(5))
+                .min(MAX_RECONNECT_DELAY);
+            tokio::time::sleep(if failures == 0 { retry } else { backoff }).await;
+        }
+    }
+
+    fn listener_gone(&self, generation: u64) {
+        let mut session = lock(&self.session);
+        if session.generation == generation {
+            session.listener = None;
+        }
+    }
+
+    /// Ends the upstream session (DELETE), bounded by `close_timeout`.
+    pub(crate) async fn close_session(&self) {
+        let (id, version) = {
+            let session = lock(&self.session);
+            (session.id.clone(), session.protocol_version.clone())
+        };
+        let Some(id) = id else { return };
+        let Some(target) = self.upstream_rx.borrow().clone() else {
+            return;
+        };
+        let mut builder = self
+            .http
+            .delete(target.url.clone())
+            .headers(target.headers.clone())
+            .header("mcp-session-id", id);
+        if let Some(version) = version {
+            builder = builder.header("mcp-protocol-version", version);
+        }
+        match tokio::time::timeout(self.config.close_timeout, builder.send()).await {
+            Ok(Ok(response)) => {
+                tracing::debug!(status = %response.status(), "closed the upstream session")
+            }
+            Ok(Err(error)) => tracing::debug!(%error, "closing the upstream session failed"),
+            Err(_) => tracing::debug!("closing the upstream session timed out"),
+        }
+    }
+
+    // === request builders ===
+
+    fn post_builder(
+        &self,
+        target: &UpstreamTarget,
+        body: Bytes,
+        method: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .http
+            .post(target.url.clone())
+            .headers(target.headers.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(value) =
+            method.and_then(|method| HeaderValue::from_str(&message::header_safe(method)).ok())
+        {
+            builder = builder.header("mcp-method", value);
+        }
+        builder
+    }
+
+    fn get_builder(&self, target: &UpstreamTarget) -> reqwest::RequestBuilder {
+        self.http
+            .get(target.url.clone())
+            .headers(target.headers.clone())
+            .header(header::ACCEPT, "text/event-stream")
+    }
+}
+
+/// Adds `Mcp-Session-Id` and `MCP-Protocol-Version` (the request's own 2026-07-28 version wins
+/// over the negotiated one).
+fn with_session_headers(
+    mut builder: reqwest::RequestBuilder,
+    snapshot: &SessionSnapshot,
+    request_version: Option<&str>,
+) -> reqwest::RequestBuilder {
+    if let Some(id) = &snapshot.id {
+        builder = builder.header("mcp-session-id", id.as_str());
+    }
+    if let Some(version) = request_version.or(snapshot.protocol_version.as_deref()) {
+        builder = builder.header("mcp-protocol-version", version);
+    }
+    builder
+}
+
+fn session_id_of(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn is_sse(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("text/event-stream"))
+}
+
+/// Whether an error status means the upstream no longer knows the session: 404 per the spec, or
+/// a 400 that names the session (server-everything's "No valid session ID provided").
+fn session_lost(status: StatusCode, body: &[u8], sent_session: bool) -> bool {
+    if !sent_session {
+        return false;
+    }
+    status == StatusCode::NOT_FOUND
+        || (status == StatusCode::BAD_REQUEST
+            && String::from_utf8_lossy(body)
+                .to_ascii_lowercase()
+                .contains("session"))
+}
+
+/// Reads a body up to `limit` bytes (the rest is discarded); errors end it early.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Bytes {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Bytes::from(body)
+}
+
+/// The protocol version in a replayed `initialize` answer (JSON or SSE), which is consumed here
+/// and never shown to the client.
+async fn initialize_version(response: reqwest::Response, limit: usize) -> Option<String> {
+    let sse = is_sse(&response);
+    let body = read_bounded(response, limit).await;
+    let mut candidates = Vec::new();
+    if sse {
+        let mut parser = SseParser::default();
+        let mut events = Vec::new();
+        parser.push(&body, &mut events);
+        parser.push(b"\n\n", &mut events);
+        candidates.extend(events.into_iter().map(|event| event.data.into_bytes()));
+    } else {
+        candidates.push(body.to_vec());
+    }
+    candidates
+        .iter()
+        .filter_map(|data| MessageView::parse(data))
+        .find_map(|view| message::result_protocol_version(&view))
+}
+
+/// The progress message while a call is held: which toolkits still need connecting, and where.
+fn waiting_text(pending: &[PendingToolkit]) -> String {
+    let parts: Vec<String> = pending
+        .iter()
+        .map(|toolkit| match &toolkit.connect_url {
+            Some(url) => format!("{} (connect at {url})", toolkit.name),
+            None => format!("{} (waiting for a Connect Link)", toolkit.name),
+        })
+        .collect();
+    format!("Waiting for the user to connect: {}", parts.join(", "))
+}
