@@ -196,29 +196,12 @@ impl SessionTools {
         })
     }
 
-    /// Whether `toolkit` exists in the catalog and the session may use it; `Err` says why not.
-    fn usable_toolkit(&self, view: &SessionView, toolkit: &str) -> Result<(), String> {
-        if !self
-            .world
-            .toolkits()
-            .iter()
-            .any(|(slug, _)| slug == toolkit)
-        {
-            return Err(format!("Unknown toolkit '{toolkit}'"));
-        }
-        match &view.enabled_toolkits {
-            Some(enabled) if !enabled.iter().any(|slug| slug == toolkit) => Err(format!(
-                "Toolkit '{toolkit}' is not enabled for this session"
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// App tools the session can see: catalog tools whose toolkit is usable.
     fn visible_app_tools(&self, view: &SessionView) -> Vec<&'static AppTool> {
+        let known = self.world.toolkits();
         catalog::APP_TOOLS
             .iter()
-            .filter(|tool| self.usable_toolkit(view, tool.toolkit).is_ok())
+            .filter(|tool| usable_toolkit(view, &known, tool.toolkit).is_ok())
             .collect()
     }
 
@@ -348,11 +331,12 @@ impl SessionTools {
     fn execute_one(
         &self,
         view: &SessionView,
+        known: &[(String, String)],
         invocation: &ToolInvocation,
     ) -> Result<Value, String> {
         let tool = catalog::find(&invocation.tool_slug)
             .ok_or_else(|| format!("Tool {} not found", invocation.tool_slug))?;
-        self.usable_toolkit(view, tool.toolkit)?;
+        usable_toolkit(view, known, tool.toolkit)?;
         tool.check_arguments(&invocation.arguments)
             .map_err(|reason| format!("Invalid arguments: {reason}"))?;
         if !self.world.is_connected(&view.user_id, tool.toolkit) {
@@ -385,10 +369,12 @@ impl SessionTools {
         }
         // Entries are independent, so they run concurrently as the real backend does; the
         // answer keeps the request's order.
+        let known = self.world.toolkits();
+        let known = known.as_slice();
         let outcomes = futures_util::future::join_all(
             args.tools
                 .iter()
-                .map(|invocation| async move { self.execute_one(view, invocation) }),
+                .map(|invocation| async move { self.execute_one(view, known, invocation) }),
         )
         .await;
         let total = outcomes.len();
@@ -427,13 +413,14 @@ impl SessionTools {
                 "{MANAGE_CONNECTIONS}: 'toolkits' must contain at least one toolkit"
             ));
         }
+        let known = self.world.toolkits();
         let mut failures = 0;
         let entries: Vec<Value> = args
             .toolkits
             .iter()
             .map(|raw| {
                 let toolkit = raw.to_lowercase();
-                let entry = match self.usable_toolkit(view, &toolkit) {
+                let entry = match usable_toolkit(view, &known, &toolkit) {
                     Err(error) => Err(error),
                     Ok(()) if self.world.is_connected(&view.user_id, &toolkit) => Ok(json!({
                         "toolkit": toolkit,
@@ -483,8 +470,9 @@ impl SessionTools {
             ));
         }
         let toolkits: Vec<String> = args.toolkits.iter().map(|t| t.to_lowercase()).collect();
+        let known = self.world.toolkits();
         for toolkit in &toolkits {
-            if let Err(error) = self.usable_toolkit(view, toolkit) {
+            if let Err(error) = usable_toolkit(view, &known, toolkit) {
                 return error_text(format!("{WAIT_FOR_CONNECTIONS}: {error}"));
             }
         }
@@ -654,6 +642,24 @@ impl ServerHandler for SessionTools {
             )),
         };
         Ok(result.into())
+    }
+}
+
+/// Whether `toolkit` is in the catalog (`known`, from `McpWorld::toolkits`) and the session
+/// may use it; `Err` says why not.
+fn usable_toolkit(
+    view: &SessionView,
+    known: &[(String, String)],
+    toolkit: &str,
+) -> Result<(), String> {
+    if !known.iter().any(|(slug, _)| slug == toolkit) {
+        return Err(format!("Unknown toolkit '{toolkit}'"));
+    }
+    match &view.enabled_toolkits {
+        Some(enabled) if !enabled.iter().any(|slug| slug == toolkit) => Err(format!(
+            "Toolkit '{toolkit}' is not enabled for this session"
+        )),
+        _ => Ok(()),
     }
 }
 
