@@ -15,4 +15,17 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the local Composio stand-in (REST API, Connect Link pages, MCP upstream).
     Sandbox(crate::commands::sandbox::SandboxArgs),
+    /// Serve the MCP gateway over Streamable HTTP (generic mode: `--upstream URL`).
+    Serve(crate::commands::serve::ServeArgs),
+    /// Bridge an MCP client on stdin/stdout (Claude Desktop) to the upstream (generic mode:
+    /// `--upstream URL --header 'Name: value'`, a drop-in for mcp-remote).
+    Stdio(crate::commands::stdio::StdioArgs),
+    /// Print the effective configuration (defaults, file, environment, flags), secrets redacted.
+    Config(crate::commands::config::ConfigCommandArgs),
+    /// Run the sandbox and the gateway against it: the whole flow without an API key.
+    Demo(crate::commands::demo::DemoArgs),
+    /// Show the required toolkits: status, account, Connect Link (exit 0 = all connected).
+    Status(crate::commands::status::StatusArgs),
+    /// Print each Connect Link and wait until the toolkits are connected (exit 0 = all connected).
+    Connect(crate::commands::status::ConnectArgs),
 }

@@ -4,6 +4,12 @@
 
 mod cli;
 mod commands;
+mod config;
+mod logging;
+mod metrics;
+mod runtime;
+mod status;
+mod web;
 
 use std::process::ExitCode;
 

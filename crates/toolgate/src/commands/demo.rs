@@ -1,0 +1,131 @@
+//! `toolgate demo`: the whole flow with no API key. Runs the sandbox (the local Composio
+//! stand-in) in-process and `serve` against it with gmail and github required, then prints the
+//! MCP URL, client snippets and the Connect Links.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use secrecy::SecretString;
+use toolgate_sandbox::{DEMO_API_KEY, Sandbox, SandboxConfig};
+
+use super::gateway;
+use crate::config::{Config, LogFormat, LogSection};
+
+/// Arguments of `toolgate demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Address of the gateway (MCP endpoint and connections page).
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
+    /// The Composio user id the demo acts for.
+    #[arg(long, default_value = "demo-user", value_name = "ID")]
+    pub(crate) user_id: String,
+    /// Log filter (logs go to stderr).
+    #[arg(long, default_value = "warn", value_name = "FILTER")]
+    pub(crate) log_level: String,
+}
+
+/// Runs the demo until SIGINT/SIGTERM.
+pub(crate) fn run(args: DemoArgs) -> ExitCode {
+    let log = LogSection {
+        format: LogFormat::Text,
+        level: args.log_level.clone(),
+    };
+    if tracing_subscriber::EnvFilter::builder()
+        .parse(&log.level)
+        .is_err()
+    {
+        eprintln!(
+            "toolgate: invalid configuration: `--log-level`: {:?} is not a level or filter",
+            log.level
+        );
+        return ExitCode::from(super::EXIT_CONFIG);
+    }
+    crate::logging::init(&log);
+    let runtime = match gateway::runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let sandbox = match Sandbox::start(SandboxConfig::default()).await {
+            Ok(sandbox) => sandbox,
+            Err(error) => {
+                eprintln!("toolgate: cannot start the sandbox: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let config = Config {
+            user_id: Some(args.user_id.clone()),
+            require: vec!["gmail".to_owned(), "github".to_owned()],
+            listen: args.listen,
+            composio: crate::config::ComposioSection {
+                api_key: Some(SecretString::from(DEMO_API_KEY)),
+                base_url: sandbox.base_url(),
+            },
+            log,
+            ..Config::default()
+        };
+        if let Err(error) = config.validate() {
+            return super::config_error(&error);
+        }
+        let sandbox_url = sandbox.base_url();
+        let code = gateway::run_http(config, |addr, config| {
+            let mut stdout = std::io::stdout().lock();
+            // The banner is a courtesy; a closed stdout must not stop the gateway.
+            let _ = stdout
+                .write_all(banner(addr, config, &sandbox_url).as_bytes())
+                .and_then(|()| stdout.flush());
+        })
+        .await;
+        drop(sandbox);
+        code
+    })
+}
+
+/// What the demo prints once listening: URL, client snippets, what to try.
+fn banner(addr: SocketAddr, config: &Config, sandbox_url: &str) -> String {
+    let exe = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "/absolute/path/to/toolgate".to_owned());
+    let mcp_url = format!("http://{addr}{}", config.path);
+    let stdio_listen = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1));
+    let claude = serde_json::json!({
+        "mcpServers": {
+            "toolgate-demo": {
+                "command": exe,
+                "args": ["stdio"],
+                "env": {
+                    "COMPOSIO_API_KEY": DEMO_API_KEY,
+                    "COMPOSIO_BASE_URL": sandbox_url,
+                    "TOOLGATE_USER_ID": config.user_id.clone().unwrap_or_default(),
+                    "TOOLGATE_REQUIRE": config.require.join(","),
+                    "TOOLGATE_LISTEN": stdio_listen.to_string(),
+                }
+            }
+        }
+    });
+    let cursor = serde_json::json!({
+        "mcpServers": { "toolgate-demo": { "url": mcp_url } }
+    });
+    let pretty =
+        |value: &serde_json::Value| serde_json::to_string_pretty(value).unwrap_or_default();
+    format!(
+        "\n\
+toolgate demo: a local Composio stand-in (the sandbox, {sandbox_url}) and the gateway in front of it.\n\
+No real accounts are involved: the Connect Links open the sandbox's Allow/Deny page.\n\
+\n\
+  MCP endpoint (Streamable HTTP): {mcp_url}\n\
+  Connections page:               http://{addr}/connections\n\
+\n\
+Cursor (~/.cursor/mcp.json):\n{cursor}\n\
+\n\
+Claude Desktop (claude_desktop_config.json; stdio, needs this demo running for its sandbox):\n{claude}\n\
+\n\
+Try it: call a tool (e.g. COMPOSIO_SEARCH_TOOLS) from your client: it is blocked and answers with\n\
+the Connect Links below. Open them (or the connections page), click Allow, and the same call passes.\n\
+Press Ctrl-C to stop.\n",
+        cursor = pretty(&cursor),
+        claude = pretty(&claude),
+    )
+}

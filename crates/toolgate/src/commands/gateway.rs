@@ -1,0 +1,278 @@
+//! The run loop `serve`, `stdio` and `demo` share: bind, wire, serve the MCP endpoint and the
+//! binary's pages on one listener, announce the state on stderr, stop on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use toolgate_proxy::config::{ProxyConfig, WaitMode};
+use toolgate_proxy::gateway::Gateway;
+
+use super::EXIT_CONFIG;
+use crate::config::{Config, GateMode, Mode};
+use crate::metrics::Metrics;
+use crate::runtime::{self, FatalError, Wiring};
+use crate::status::StatusView;
+use crate::web::{self, App};
+
+/// Interval of progress notifications while a call is held in wait mode.
+const WAIT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The proxy library's configuration from ours.
+pub(crate) fn proxy_config(config: &Config) -> ProxyConfig {
+    ProxyConfig {
+        mcp_path: config.path.clone(),
+        allowed_hosts: config
+            .allowed_hosts
+            .iter()
+            .map(|host| strip_port(host).to_owned())
+            .collect(),
+        allowed_origins: config.allowed_origins.clone(),
+        bearer_token: config.token.clone(),
+        wait: wait_mode(config),
+        drain_timeout: config.drain_timeout,
+        ..ProxyConfig::default()
+    }
+}
+
+/// The gate's wait mode from `[gate]`.
+pub(crate) fn wait_mode(config: &Config) -> WaitMode {
+    match config.gate.mode {
+        GateMode::Block => WaitMode::Off,
+        GateMode::Wait => WaitMode::Hold {
+            timeout: config.gate.wait_timeout,
+            progress_interval: WAIT_PROGRESS_INTERVAL,
+        },
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(name, _)| &host[..=name.len()]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// A multi-threaded runtime, or a message.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("toolgate: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        })
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops toolgate");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received: draining");
+}
+
+/// Reports a fatal startup error and returns its exit code.
+pub(crate) fn fatal(error: &FatalError) -> ExitCode {
+    eprintln!("toolgate: {error}");
+    match error {
+        FatalError::Config { .. } => ExitCode::from(EXIT_CONFIG),
+        FatalError::Other(_) => ExitCode::FAILURE,
+    }
+}
+
+/// What the HTTP face is running on.
+pub(crate) struct Listening {
+    /// The bound listener.
+    pub(crate) listener: TcpListener,
+    /// Its address.
+    pub(crate) addr: SocketAddr,
+}
+
+/// Binds the configured listen address.
+pub(crate) async fn bind(config: &Config) -> Result<Listening, String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    Ok(Listening { listener, addr })
+}
+
+/// The routes (MCP + pages) for this wiring.
+pub(crate) fn app(config: &Config, wiring: &Wiring, metrics: Metrics) -> Result<Arc<App>, String> {
+    let gateway = Gateway::new(
+        proxy_config(config),
+        wiring.upstream_rx.clone(),
+        wiring.gate_rx.clone(),
+        wiring.events.clone(),
+    )
+    .map_err(|error| error.to_string())?;
+    Ok(Arc::new(App {
+        guard: web::guard::Guard::new(
+            &config.allowed_hosts,
+            &config.allowed_origins,
+            config.token.clone(),
+        ),
+        status: wiring.status_rx.clone(),
+        actions: wiring.actions.clone(),
+        metrics,
+        csrf_token: web::new_csrf_token(),
+        gateway,
+        callback_wait: web::CALLBACK_CONFIRM_WAIT,
+    }))
+}
+
+/// Prints the status table and the Connect Links on stderr once the first check is done, and
+/// again whenever the gate opens or closes.
+pub(crate) async fn announce(mut status: watch::Receiver<StatusView>, base_url: String) {
+    let mut last_shown: Option<(bool, Vec<Option<String>>)> = None;
+    loop {
+        let view = status.borrow_and_update().clone();
+        if view.ready {
+            let links: Vec<Option<String>> = view
+                .toolkits
+                .iter()
+                .map(|toolkit| toolkit.connect_url.clone())
+                .collect();
+            let key = (view.gate_open, links);
+            if last_shown.as_ref() != Some(&key) {
+                eprint!("{}", announcement(&view, &base_url));
+                last_shown = Some(key);
+            }
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The text of one announcement.
+pub(crate) fn announcement(view: &StatusView, base_url: &str) -> String {
+    let mut text = String::new();
+    if view.toolkits.is_empty() {
+        return text;
+    }
+    text.push_str(&format!(
+        "\ntoolgate: required toolkits ({}):\n{}",
+        if view.gate_open {
+            "all connected, tool calls pass"
+        } else {
+            "tool calls are blocked until all are connected"
+        },
+        view.table()
+    ));
+    let pending: Vec<_> = view
+        .toolkits
+        .iter()
+        .filter_map(|toolkit| toolkit.connect_url.as_ref().map(|url| (&toolkit.name, url)))
+        .collect();
+    if !pending.is_empty() {
+        text.push_str("Connect Links (or open the connections page):\n");
+        for (name, url) in pending {
+            text.push_str(&format!("  {name}: {url}\n"));
+        }
+        text.push_str(&format!("  connections page: {base_url}/connections\n"));
+    }
+    text
+}
+
+/// Runs the HTTP gateway for `config` until SIGINT/SIGTERM or a fatal startup error.
+/// `on_listening` runs once the listener is bound (the demo prints its snippets there).
+pub(crate) async fn run_http(
+    config: Config,
+    on_listening: impl FnOnce(SocketAddr, &Config),
+) -> ExitCode {
+    let listening = match bind(&config).await {
+        Ok(listening) => listening,
+        Err(message) => {
+            eprintln!("toolgate: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = Metrics::new();
+    let wiring = match runtime::start(&config, metrics.clone(), config.require.clone()) {
+        Ok(wiring) => wiring,
+        Err(error) => {
+            eprintln!("toolgate: {error:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let app = match app(&config, &wiring, metrics) {
+        Ok(app) => app,
+        Err(message) => {
+            eprintln!("toolgate: invalid configuration: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let base_url = format!("http://{}", listening.addr);
+    eprintln!(
+        "toolgate: listening on {base_url} ({} mode); MCP endpoint {base_url}{}; connections page {base_url}/connections",
+        config.mode(),
+        config.path
+    );
+    on_listening(listening.addr, &config);
+    if config.mode() == Mode::Composio {
+        tokio::spawn(announce(wiring.status_rx.clone(), base_url));
+    }
+    let Wiring {
+        mut task, actions, ..
+    } = wiring;
+    let server = web::serve(
+        listening.listener,
+        app,
+        shutdown_signal(),
+        config.drain_timeout,
+    );
+    tokio::pin!(server);
+    let code = tokio::select! {
+        () = &mut server => ExitCode::SUCCESS,
+        outcome = &mut task => match outcome {
+            Ok(Err(error)) => return fatal(&error),
+            // The startup task ended normally (tracker stopped) or panicked: keep serving
+            // with the last state until the signal.
+            _ => {
+                server.await;
+                ExitCode::SUCCESS
+            }
+        },
+    };
+    if let Some(tracker) = actions.get() {
+        tracker.shutdown();
+    }
+    task.abort();
+    tracing::info!("stopped");
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_hosts_lose_their_port() {
+        assert_eq!(strip_port("gw.example.com:8443"), "gw.example.com");
+        assert_eq!(strip_port("gw.example.com"), "gw.example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}

@@ -1,0 +1,434 @@
+//! `toolgate status` and `toolgate connect`: one-shot views of the required toolkits, using
+//! the same session and tracker the gateway uses.
+//!
+//! Exit codes: `status` 0 when every required toolkit is connected, 2 when some are not;
+//! `connect` 0 only when every requested toolkit ends connected, 2 when one failed or the
+//! timeout passed. Both: 1 when Composio cannot be reached, 64 for configuration errors.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use toolgate_session::{GateSnapshot, ToolkitState, TrackerHandle};
+
+use super::{EXIT_CONFIG, gateway};
+use crate::config::{self, Config, ConfigArgs, Mode};
+use crate::runtime;
+use crate::status::StatusView;
+
+/// Exit code when a toolkit is not connected (distinct from errors).
+const EXIT_NOT_CONNECTED: u8 = 2;
+
+/// Arguments of `toolgate status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// How long to wait for Composio.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
+/// Arguments of `toolgate connect`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConnectArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// Toolkits to connect (default: the required ones).
+    #[arg(value_name = "TOOLKIT", value_delimiter = ',')]
+    pub(crate) toolkits: Vec<String>,
+    /// Open each Connect Link in the default browser.
+    #[arg(long)]
+    pub(crate) open: bool,
+    /// Give up after this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
+/// Loads the config for a Composio-only command; `Err` is the exit code.
+fn composio_config(args: &ConfigArgs) -> Result<Config, ExitCode> {
+    let mut config = config::load(args).map_err(|error| super::config_error(&error))?;
+    if config.mode() != Mode::Composio {
+        eprintln!("toolgate: invalid configuration: `upstream`: this command needs Composio mode");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    // One-shot commands print their result; routine progress logs would only get in the way.
+    if config.log.level == crate::config::LogSection::default().level {
+        config.log.level = "warn".to_owned();
+    }
+    crate::logging::init(&config.log);
+    Ok(config)
+}
+
+/// A session and a tracker for `required`, waited until its first check completed.
+async fn checked_tracker(
+    config: &Config,
+    required: &[String],
+    timeout: Duration,
+) -> Result<(String, TrackerHandle), ExitCode> {
+    let work = async {
+        let client = runtime::composio_client(config).map_err(|error| {
+            eprintln!("toolgate: {error:#}");
+            ExitCode::FAILURE
+        })?;
+        let session = runtime::open_session(&client, config)
+            .await
+            .map_err(|error| {
+                eprintln!("toolgate: Composio: {error}");
+                ExitCode::FAILURE
+            })?;
+        let tracker = toolgate_session::ConnectionTracker::start(
+            client,
+            session.session_id.clone(),
+            runtime::tracker_config(config, required),
+        )
+        .await
+        .map_err(|error| match runtime::tracker_start_error(error) {
+            Ok(error) => {
+                eprintln!("toolgate: Composio: {error}");
+                ExitCode::FAILURE
+            }
+            Err(fatal) => gateway::fatal(&fatal),
+        })?;
+        let mut snapshots = tracker.subscribe();
+        while !snapshots.borrow_and_update().checked {
+            if snapshots.changed().await.is_err() {
+                eprintln!("toolgate: the connection tracker stopped");
+                return Err(ExitCode::FAILURE);
+            }
+        }
+        Ok((session.session_id, tracker))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            eprintln!(
+                "toolgate: Composio did not answer within {}",
+                humantime::format_duration(timeout)
+            );
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Runs `toolgate status`.
+pub(crate) fn run_status(args: StatusArgs) -> ExitCode {
+    let config = match composio_config(&args.config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match gateway::runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let (session_id, tracker) =
+            match checked_tracker(&config, &config.require, args.timeout).await {
+                Ok(pair) => pair,
+                Err(code) => return code,
+            };
+        let view = runtime::status_view(&config, &session_id, &tracker.snapshot());
+        tracker.shutdown();
+        let text = if args.json {
+            match serde_json::to_string_pretty(&view) {
+                Ok(json) => format!("{json}\n"),
+                Err(error) => {
+                    eprintln!("toolgate: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            status_text(&view)
+        };
+        if write_stdout(&text) != ExitCode::SUCCESS {
+            return ExitCode::FAILURE;
+        }
+        if view.all_connected() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_NOT_CONNECTED)
+        }
+    })
+}
+
+fn status_text(view: &StatusView) -> String {
+    if view.toolkits.is_empty() {
+        return "No toolkits are required (set `require`).\n".to_owned();
+    }
+    let summary = if view.all_connected() {
+        "all required toolkits are connected: tool calls pass"
+    } else {
+        "some required toolkits are not connected: tool calls are blocked"
+    };
+    format!(
+        "user {}, session {}: {summary}\n{}",
+        view.user_id.as_deref().unwrap_or("-"),
+        view.session_id.as_deref().unwrap_or("-"),
+        view.table()
+    )
+}
+
+/// How one toolkit ended in `connect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Connected(String),
+    Failed(String),
+}
+
+/// Runs `toolgate connect`.
+pub(crate) fn run_connect(args: ConnectArgs) -> ExitCode {
+    let config = match composio_config(&args.config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let required: Vec<String> = if args.toolkits.is_empty() {
+        config.require.clone()
+    } else {
+        args.toolkits
+            .iter()
+            .map(|slug| slug.trim().to_ascii_lowercase())
+            .filter(|slug| !slug.is_empty())
+            .collect()
+    };
+    if required.is_empty() {
+        eprintln!(
+            "toolgate: invalid configuration: `require`: name the toolkits to connect (toolgate connect gmail github) or set `require`"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match gateway::runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let (_session_id, tracker) = match checked_tracker(&config, &required, args.timeout).await {
+            Ok(pair) => pair,
+            Err(code) => return code,
+        };
+        let outcomes = follow(&tracker, args.open, args.timeout).await;
+        tracker.shutdown();
+        let all_connected = required.iter().all(|slug| {
+            matches!(
+                outcomes.iter().find(|(s, _)| s == slug),
+                Some((_, Some(Outcome::Connected(_))))
+            )
+        });
+        if all_connected {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_NOT_CONNECTED)
+        }
+    })
+}
+
+/// Shows a spinner per toolkit until each is connected or failed, or the timeout passes.
+async fn follow(
+    tracker: &TrackerHandle,
+    open: bool,
+    timeout: Duration,
+) -> Vec<(String, Option<Outcome>)> {
+    let mut snapshots = tracker.subscribe();
+    let first = snapshots.borrow_and_update().clone();
+    let interactive = std::io::stderr().is_terminal();
+    let bars = MultiProgress::with_draw_target(if interactive {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let mut rows: Vec<Row> = first
+        .toolkits
+        .iter()
+        .map(|toolkit| {
+            let bar = bars.add(ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            bar.set_prefix(toolkit.name.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Row {
+                slug: toolkit.slug.clone(),
+                name: toolkit.name.clone(),
+                bar,
+                shown_link: None,
+                outcome: None,
+            }
+        })
+        .collect();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut snapshot = first;
+    loop {
+        for row in &mut rows {
+            row.update(&snapshot, open, interactive);
+        }
+        if rows.iter().all(|row| row.outcome.is_some()) {
+            break;
+        }
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                snapshot = snapshots.borrow_and_update().clone();
+            }
+            () = &mut deadline => {
+                for row in &mut rows {
+                    if row.outcome.is_none() {
+                        row.finish(Outcome::Failed("timed out".to_owned()), interactive);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let _ = bars.clear();
+    rows.into_iter()
+        .map(|row| (row.slug, row.outcome))
+        .collect()
+}
+
+struct Row {
+    slug: String,
+    name: String,
+    bar: ProgressBar,
+    shown_link: Option<String>,
+    outcome: Option<Outcome>,
+}
+
+impl Row {
+    fn update(&mut self, snapshot: &GateSnapshot, open: bool, interactive: bool) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let Some(toolkit) = snapshot
+            .toolkits
+            .iter()
+            .find(|toolkit| toolkit.slug == self.slug)
+        else {
+            return;
+        };
+        match &toolkit.state {
+            ToolkitState::Connected { account_id } => {
+                self.finish(Outcome::Connected(account_id.clone()), interactive);
+            }
+            ToolkitState::NoAuth => {
+                self.finish(Outcome::Connected("no auth needed".to_owned()), interactive);
+            }
+            ToolkitState::Failed { reason } => {
+                self.finish(Outcome::Failed(reason.clone()), interactive);
+            }
+            ToolkitState::Pending {
+                connect_url,
+                previous_failure,
+                ..
+            } => {
+                // A fresh link after a failure we did not see as its own snapshot.
+                if let (Some(reason), Some(shown)) = (previous_failure, &self.shown_link)
+                    && shown != connect_url
+                {
+                    self.finish(Outcome::Failed(reason.clone()), interactive);
+                    return;
+                }
+                if self.shown_link.as_deref() != Some(connect_url.as_str()) {
+                    // Links go to stdout so scripts can pick them up; one line per link.
+                    let _ = write_stdout(&format!("{}: {connect_url}\n", self.slug));
+                    if open {
+                        open_browser(connect_url);
+                    }
+                    self.shown_link = Some(connect_url.clone());
+                }
+                self.bar
+                    .set_message(format!("waiting for authorization ({connect_url})"));
+            }
+            ToolkitState::Unknown => self.bar.set_message("checking"),
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, interactive: bool) {
+        let line = match &outcome {
+            Outcome::Connected(account) => format!("{}: connected ({account})", self.name),
+            Outcome::Failed(reason) => format!("{}: not connected: {reason}", self.name),
+        };
+        if interactive {
+            self.bar.finish_with_message(line);
+        } else {
+            self.bar.finish_and_clear();
+            eprintln!(
+                "{} {line}",
+                match outcome {
+                    Outcome::Connected(_) => "✓",
+                    Outcome::Failed(_) => "✗",
+                }
+            );
+        }
+        if matches!(outcome, Outcome::Connected(_)) && self.shown_link.is_none() {
+            let _ = write_stdout(&format!("{}: already connected\n", self.slug));
+        }
+        self.outcome = Some(outcome);
+    }
+}
+
+/// Opens `url` with the platform's opener; failure is reported, not fatal.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    match std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(_child) => {}
+        Err(error) => eprintln!(
+            "toolgate: could not open a browser ({opener}: {error}); open the link yourself"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ToolkitStatus, ToolkitView};
+
+    #[test]
+    fn status_text_summarises() {
+        let view = StatusView {
+            user_id: Some("alice".into()),
+            session_id: Some("trs_1".into()),
+            toolkits: vec![ToolkitView {
+                slug: "gmail".into(),
+                name: "Gmail".into(),
+                logo: None,
+                status: ToolkitStatus::Pending,
+                account_id: None,
+                connect_url: Some("http://x/link/ln_1".into()),
+                detail: None,
+            }],
+            ..StatusView::default()
+        };
+        let text = status_text(&view);
+        assert!(
+            text.starts_with("user alice, session trs_1: some required toolkits are not connected")
+        );
+        assert!(text.contains("http://x/link/ln_1"));
+    }
+}

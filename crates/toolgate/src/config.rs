@@ -1,0 +1,830 @@
+//! The effective configuration: built-in defaults < TOML file < environment < command-line
+//! flags, merged with figment, then validated before anything binds a port.
+//!
+//! The TOML file is `--config PATH`, else `./toolgate.toml` when it exists. Environment
+//! variables are `TOOLGATE_<KEY>` where a section and its key are joined by one underscore
+//! (`TOOLGATE_LOG_LEVEL` → `log.level`, `TOOLGATE_GATE_WAIT_TIMEOUT` → `gate.wait_timeout`), plus
+//! the Composio SDKs' own `COMPOSIO_API_KEY` and `COMPOSIO_BASE_URL` (which the `TOOLGATE_`
+//! spelling overrides). Only known keys are read from the environment, so unrelated
+//! `TOOLGATE_*` variables (test harness paths, for instance) are ignored; the TOML file, on the
+//! other hand, rejects unknown keys so a typo is reported instead of silently ignored.
+//!
+//! `config/toolgate.example.toml` documents every key; keep it in step with this file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The file read when `--config` is not given, if it exists in the working directory.
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "toolgate.toml";
+
+/// Composio's production API origin.
+pub(crate) const DEFAULT_BASE_URL: &str = "https://backend.composio.dev";
+
+/// Paths the binary serves itself next to the MCP path; the MCP path must not shadow them.
+pub(crate) const RESERVED_PATHS: &[&str] = &[
+    "/connections",
+    "/callback",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// The whole effective configuration of `serve`, `stdio`, `status`, `connect` and `config`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// The end user whose Composio connections this gateway uses (Composio's `user_id`).
+    pub(crate) user_id: Option<String>,
+    /// Toolkit slugs that must be connected before any `tools/call` is forwarded.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub(crate) require: Vec<String>,
+    /// Where Composio sends the user's browser after a Connect Link; defaults to this
+    /// gateway's own `/callback` on the listen address.
+    pub(crate) callback_url: Option<String>,
+    /// Address the HTTP face listens on.
+    pub(crate) listen: SocketAddr,
+    /// Path of the MCP endpoint on that listener.
+    pub(crate) path: String,
+    /// Extra `Host` header values accepted besides the loopback names.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub(crate) allowed_hosts: Vec<String>,
+    /// Browser origins accepted in `Origin` (requests without `Origin` are always accepted).
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub(crate) allowed_origins: Vec<String>,
+    /// Bearer token every inbound request must carry; required to listen beyond loopback.
+    #[serde(serialize_with = "redact_option")]
+    pub(crate) token: Option<SecretString>,
+    /// Generic mode: forward to this MCP URL instead of a Composio session (gate always open).
+    pub(crate) upstream: Option<String>,
+    /// Generic mode: headers added to every upstream request, `Name: value`; `${VAR}` expands
+    /// from the environment. Treated as secrets when printed.
+    #[serde(
+        deserialize_with = "list_or_comma_string",
+        serialize_with = "redact_headers"
+    )]
+    pub(crate) headers: Vec<String>,
+    /// After SIGINT/SIGTERM, how long in-flight requests and open streams may finish.
+    #[serde(with = "humantime_serde")]
+    pub(crate) drain_timeout: Duration,
+    /// Composio API access.
+    pub(crate) composio: ComposioSection,
+    /// Options of the Composio session toolgate creates.
+    pub(crate) session: SessionSection,
+    /// How blocked tool calls are answered.
+    pub(crate) gate: GateSection,
+    /// Logging (always to stderr).
+    pub(crate) log: LogSection,
+}
+
+/// `[composio]`: how to reach Composio.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ComposioSection {
+    /// Project API key (`x-api-key`). Never logged or printed.
+    #[serde(serialize_with = "redact_option")]
+    pub(crate) api_key: Option<SecretString>,
+    /// API origin, e.g. `https://backend.composio.dev` or a local sandbox.
+    pub(crate) base_url: String,
+}
+
+/// `[session]`: the body of the session toolgate creates (or the session it reuses).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SessionSection {
+    /// Reuse this existing session (`trs_...`) instead of creating one.
+    pub(crate) id: Option<String>,
+    /// Let the model mint auth links in chat (`COMPOSIO_MANAGE_CONNECTIONS`). Off by default:
+    /// toolgate hands out the links itself.
+    pub(crate) manage_connections: bool,
+    /// Allowlist of toolkits the session exposes (`toolkits.enable`).
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub(crate) toolkits_enable: Vec<String>,
+    /// Denylist of toolkits (`toolkits.disable`); exclusive with `toolkits_enable`.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub(crate) toolkits_disable: Vec<String>,
+    /// Auth config per toolkit slug (`ac_...`).
+    pub(crate) auth_configs: BTreeMap<String, String>,
+    /// Connected account per toolkit slug (`ca_...`).
+    pub(crate) connected_accounts: BTreeMap<String, String>,
+}
+
+/// `[gate]`: what a `tools/call` meets while a required toolkit is not connected.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GateSection {
+    /// `block` answers at once with the Connect Links; `wait` holds the call until the gate
+    /// opens or `wait_timeout` passes, then answers like `block`.
+    pub(crate) mode: GateMode,
+    /// How long `wait` mode holds a call.
+    #[serde(with = "humantime_serde")]
+    pub(crate) wait_timeout: Duration,
+    /// How often connections are re-verified with Composio while the gate is open (a revoked
+    /// account closes the gate at the next re-check; the callback and upstream 401/403 trigger
+    /// one at once).
+    #[serde(with = "humantime_serde")]
+    pub(crate) recheck_interval: Duration,
+}
+
+/// Gate modes.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum GateMode {
+    /// Answer a blocked call immediately.
+    Block,
+    /// Hold a blocked call (bounded) until the gate opens.
+    Wait,
+}
+
+/// `[log]`: logging to stderr.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogSection {
+    /// `text` for people, `json` for log collectors.
+    pub(crate) format: LogFormat,
+    /// A tracing filter: `info`, `debug`, or directives like `info,toolgate_proxy=debug`.
+    pub(crate) level: String,
+}
+
+/// Log line formats.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            user_id: None,
+            require: Vec::new(),
+            callback_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            path: "/mcp".to_owned(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            token: None,
+            upstream: None,
+            headers: Vec::new(),
+            drain_timeout: Duration::from_secs(10),
+            composio: ComposioSection::default(),
+            session: SessionSection::default(),
+            gate: GateSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for ComposioSection {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+        }
+    }
+}
+
+impl Default for GateSection {
+    fn default() -> Self {
+        Self {
+            mode: GateMode::Block,
+            wait_timeout: Duration::from_secs(30),
+            recheck_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// The command-line flags that override configuration keys (shared by every command that
+/// reads the configuration).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub(crate) struct ConfigArgs {
+    /// TOML configuration file (default: ./toolgate.toml when present).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+    /// Composio user id (`user_id`).
+    #[arg(long, value_name = "ID")]
+    pub(crate) user_id: Option<String>,
+    /// Required toolkit; repeat or comma-separate (`require`).
+    #[arg(long, value_name = "TOOLKIT", value_delimiter = ',')]
+    pub(crate) require: Vec<String>,
+    /// Listen address (`listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// Generic mode: upstream MCP URL (`upstream`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) upstream: Option<String>,
+    /// Generic mode: upstream header `Name: value`, repeatable (`headers`).
+    #[arg(long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+    /// Composio API origin (`composio.base_url`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) base_url: Option<String>,
+    /// Log level or filter (`log.level`).
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+    /// Log format, `text` or `json` (`log.format`).
+    #[arg(long, value_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
+}
+
+/// A configuration problem: names the offending key. Shown as one stderr line; exit code 64.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{key}`: {message}")]
+pub(crate) struct ConfigError {
+    /// Dotted key, e.g. `gate.mode`.
+    pub(crate) key: String,
+    /// What is wrong, and what would be right.
+    pub(crate) message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Environment variable (without the `TOOLGATE_` prefix, lowercase) → config key.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("user_id", "user_id"),
+    ("require", "require"),
+    ("callback_url", "callback_url"),
+    ("listen", "listen"),
+    ("path", "path"),
+    ("allowed_hosts", "allowed_hosts"),
+    ("allowed_origins", "allowed_origins"),
+    ("token", "token"),
+    ("upstream", "upstream"),
+    ("headers", "headers"),
+    ("drain_timeout", "drain_timeout"),
+    ("composio_api_key", "composio.api_key"),
+    ("composio_base_url", "composio.base_url"),
+    ("session_id", "session.id"),
+    ("session_manage_connections", "session.manage_connections"),
+    ("session_toolkits_enable", "session.toolkits_enable"),
+    ("session_toolkits_disable", "session.toolkits_disable"),
+    ("gate_mode", "gate.mode"),
+    ("gate_wait_timeout", "gate.wait_timeout"),
+    ("gate_recheck_interval", "gate.recheck_interval"),
+    ("log_format", "log.format"),
+    ("log_level", "log.level"),
+];
+
+/// Flag values in the shape of the config, only those that were given.
+#[derive(Serialize, Default)]
+struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    require: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    composio: Option<BTreeMap<&'static str, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<BTreeMap<&'static str, String>>,
+}
+
+impl ConfigArgs {
+    fn overrides(&self) -> FlagOverrides {
+        let mut log = BTreeMap::new();
+        if let Some(level) = &self.log_level {
+            log.insert("level", level.clone());
+        }
+        if let Some(format) = &self.log_format {
+            log.insert("format", format.clone());
+        }
+        FlagOverrides {
+            user_id: self.user_id.clone(),
+            require: (!self.require.is_empty()).then(|| self.require.clone()),
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            headers: (!self.headers.is_empty()).then(|| self.headers.clone()),
+            composio: self
+                .base_url
+                .as_ref()
+                .map(|url| BTreeMap::from([("base_url", url.clone())])),
+            log: (!log.is_empty()).then_some(log),
+        }
+    }
+}
+
+/// Builds the layered figment for these flags: defaults, file, environment, flags.
+pub(crate) fn figment(args: &ConfigArgs) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    match &args.config {
+        Some(path) => {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} does not exist or is not a file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+        }
+        None => {}
+    }
+    // The SDKs' variables first, so the `TOOLGATE_` spelling wins when both are set.
+    let composio_env = EnvStrings::read(
+        "COMPOSIO_ environment variable(s)",
+        [
+            ("COMPOSIO_API_KEY", "composio.api_key"),
+            ("COMPOSIO_BASE_URL", "composio.base_url"),
+        ]
+        .into_iter()
+        .map(|(var, key)| (var.to_owned(), key)),
+    );
+    let toolgate_env = EnvStrings::read(
+        "TOOLGATE_ environment variable(s)",
+        ENV_KEYS
+            .iter()
+            .map(|(env, key)| (format!("TOOLGATE_{}", env.to_uppercase()), *key)),
+    );
+    Ok(figment
+        .merge(composio_env)
+        .merge(toolgate_env)
+        .merge(Serialized::defaults(args.overrides())))
+}
+
+/// Environment variables taken verbatim as strings. figment's own `Env` provider parses values
+/// as TOML scalars, which would turn `TOOLGATE_USER_ID=12345` into a number and then reject it;
+/// every key here is a string except the one boolean, which is parsed explicitly.
+struct EnvStrings {
+    name: &'static str,
+    values: Vec<(&'static str, String)>,
+}
+
+impl EnvStrings {
+    fn read(name: &'static str, vars: impl Iterator<Item = (String, &'static str)>) -> Self {
+        let values = vars
+            .filter_map(|(var, key)| std::env::var(&var).ok().map(|value| (key, value)))
+            .collect();
+        Self { name, values }
+    }
+}
+
+impl figment::Provider for EnvStrings {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.name)
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::{Dict, Tag, Value};
+        let mut root = Dict::new();
+        for (key, raw) in &self.values {
+            let value = match raw.trim().parse::<bool>() {
+                Ok(flag) if *key == "session.manage_connections" => Value::from(flag),
+                _ => Value::from(raw.clone()),
+            };
+            match key.split_once('.') {
+                None => {
+                    root.insert((*key).to_owned(), value);
+                }
+                Some((section, field)) => {
+                    let entry = root
+                        .entry(section.to_owned())
+                        .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
+                    if let Value::Dict(_, dict) = entry {
+                        dict.insert(field.to_owned(), value);
+                    }
+                }
+            }
+        }
+        Ok(figment::Profile::Default.collect(root))
+    }
+}
+
+/// Loads and validates the effective configuration.
+pub(crate) fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
+    let config: Config = figment(args)?.extract().map_err(figment_error)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Turns figment's error into ours, naming the key.
+fn figment_error(error: figment::Error) -> ConfigError {
+    let key = if error.path.is_empty() {
+        "config".to_owned()
+    } else {
+        error.path.join(".")
+    };
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|metadata| match &metadata.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", metadata.name),
+        })
+        .unwrap_or_default();
+    ConfigError::new(&key, format!("{}{source}", error.kind))
+}
+
+/// Accepts a TOML/JSON list or one comma-separated string (the form env vars and flags give).
+fn list_or_comma_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items
+            .into_iter()
+            .map(|item| item.trim().to_owned())
+            .filter(|item| !item.is_empty())
+            .collect(),
+        ListOrString::One(text) => text
+            .split(',')
+            .map(|item| item.trim().to_owned())
+            .filter(|item| !item.is_empty())
+            .collect(),
+    })
+}
+
+const REDACTED: &str = "<redacted>";
+
+fn redact_option<S: serde::Serializer>(
+    value: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str(REDACTED),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Header names stay visible (useful when debugging), values never.
+fn redact_headers<S: serde::Serializer>(
+    headers: &[String],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let redacted: Vec<String> = headers
+        .iter()
+        .map(|line| match line.split_once(':') {
+            Some((name, _)) => format!("{}: {REDACTED}", name.trim()),
+            None => REDACTED.to_owned(),
+        })
+        .collect();
+    redacted.serialize(serializer)
+}
+
+/// Which backend the gateway fronts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A Composio tool-router session, gated on the required toolkits.
+    Composio,
+    /// A fixed MCP URL with configured headers; the gate is always open.
+    Generic,
+}
+
+impl Config {
+    /// Generic mode when `upstream` is set, else Composio mode.
+    pub(crate) fn mode(&self) -> Mode {
+        if self.upstream.is_some() {
+            Mode::Generic
+        } else {
+            Mode::Composio
+        }
+    }
+
+    /// The callback URL handed to Composio: the configured one, else this gateway's
+    /// `/callback` on the listen address (loopback name when listening on all interfaces).
+    pub(crate) fn effective_callback_url(&self) -> String {
+        if let Some(url) = &self.callback_url {
+            return url.clone();
+        }
+        let host = if self.listen.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            match self.listen {
+                SocketAddr::V4(addr) => addr.ip().to_string(),
+                SocketAddr::V6(addr) => format!("[{}]", addr.ip()),
+            }
+        };
+        format!("http://{host}:{}/callback", self.listen.port())
+    }
+
+    /// The API key, when configured.
+    pub(crate) fn api_key(&self) -> Option<&SecretString> {
+        self.composio.api_key.as_ref()
+    }
+
+    /// Checks every rule figment's types cannot express. Errors name the key.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match self.mode() {
+            Mode::Composio => self.validate_composio()?,
+            Mode::Generic => self.validate_generic()?,
+        }
+        if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
+            return Err(ConfigError::new(
+                "path",
+                format!("{:?} must be an absolute URL path like /mcp", self.path),
+            ));
+        }
+        if RESERVED_PATHS.iter().any(|reserved| {
+            self.path == *reserved || self.path.starts_with(&format!("{reserved}/"))
+        }) || self.path == "/"
+        {
+            return Err(ConfigError::new(
+                "path",
+                format!(
+                    "{} is taken by toolgate's own pages ({})",
+                    self.path,
+                    RESERVED_PATHS.join(", ")
+                ),
+            ));
+        }
+        if let Some(token) = &self.token {
+            let token = token.expose_secret();
+            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::new(
+                    "token",
+                    "must be at least 16 characters without whitespace",
+                ));
+            }
+        }
+        if !self.listen.ip().is_loopback() && self.token.is_none() {
+            return Err(ConfigError::new(
+                "token",
+                format!(
+                    "required when listening on a non-loopback address ({}); set TOOLGATE_TOKEN",
+                    self.listen
+                ),
+            ));
+        }
+        for host in &self.allowed_hosts {
+            if host.contains(['/', ' ', '@']) {
+                return Err(ConfigError::new(
+                    "allowed_hosts",
+                    format!("{host:?} is not a host or host:port"),
+                ));
+            }
+        }
+        for origin in &self.allowed_origins {
+            let ok = url::Url::parse(origin).is_ok_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.path() == "/"
+                    && !origin.ends_with('/')
+            });
+            if !ok {
+                return Err(ConfigError::new(
+                    "allowed_origins",
+                    format!("{origin:?} is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+        if self.gate.mode == GateMode::Wait && self.gate.wait_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "gate.wait_timeout",
+                "must be more than zero in wait mode",
+            ));
+        }
+        if self.gate.wait_timeout > Duration::from_secs(3600) {
+            return Err(ConfigError::new("gate.wait_timeout", "must be at most 1h"));
+        }
+        if self.drain_timeout > Duration::from_secs(3600) {
+            return Err(ConfigError::new("drain_timeout", "must be at most 1h"));
+        }
+        if self.gate.recheck_interval < Duration::from_secs(1)
+            || self.gate.recheck_interval > Duration::from_secs(86_400)
+        {
+            return Err(ConfigError::new(
+                "gate.recheck_interval",
+                "must be between 1s and 24h",
+            ));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            return Err(ConfigError::new(
+                "log.level",
+                format!("{:?} is not a level or filter: {error}", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_composio(&self) -> Result<(), ConfigError> {
+        match self
+            .composio
+            .api_key
+            .as_ref()
+            .map(|key| key.expose_secret())
+        {
+            None | Some("") => {
+                return Err(ConfigError::new(
+                    "composio.api_key",
+                    "required (set COMPOSIO_API_KEY, or pass --upstream for generic mode)",
+                ));
+            }
+            Some(key) if key.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return Err(ConfigError::new(
+                    "composio.api_key",
+                    "contains whitespace or control characters",
+                ));
+            }
+            Some(_) => {}
+        }
+        check_http_url("composio.base_url", &self.composio.base_url)?;
+        match self.user_id.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(ConfigError::new(
+                    "user_id",
+                    "required in Composio mode (set TOOLGATE_USER_ID or pass --user-id)",
+                ));
+            }
+            Some(_) => {}
+        }
+        for slug in &self.require {
+            check_slug("require", slug)?;
+        }
+        for slug in self
+            .session
+            .toolkits_enable
+            .iter()
+            .chain(&self.session.toolkits_disable)
+        {
+            check_slug("session.toolkits_enable", slug)?;
+        }
+        if !self.session.toolkits_enable.is_empty() && !self.session.toolkits_disable.is_empty() {
+            return Err(ConfigError::new(
+                "session.toolkits_disable",
+                "cannot be combined with session.toolkits_enable",
+            ));
+        }
+        if !self.session.toolkits_enable.is_empty()
+            && let Some(missing) = self
+                .require
+                .iter()
+                .find(|slug| !self.session.toolkits_enable.contains(slug))
+        {
+            return Err(ConfigError::new(
+                "session.toolkits_enable",
+                format!("does not include the required toolkit {missing:?}"),
+            ));
+        }
+        if let Some(disabled) = self
+            .require
+            .iter()
+            .find(|slug| self.session.toolkits_disable.contains(slug))
+        {
+            return Err(ConfigError::new(
+                "session.toolkits_disable",
+                format!("disables the required toolkit {disabled:?}"),
+            ));
+        }
+        for (slug, id) in &self.session.auth_configs {
+            check_slug("session.auth_configs", slug)?;
+            if !id.starts_with("ac_") {
+                return Err(ConfigError::new(
+                    "session.auth_configs",
+                    format!("{slug} = {id:?} is not an auth config id (ac_...)"),
+                ));
+            }
+        }
+        for (slug, id) in &self.session.connected_accounts {
+            check_slug("session.connected_accounts", slug)?;
+            if !id.starts_with("ca_") {
+                return Err(ConfigError::new(
+                    "session.connected_accounts",
+                    format!("{slug} = {id:?} is not a connected account id (ca_...)"),
+                ));
+            }
+        }
+        if let Some(id) = &self.session.id
+            && (!id.starts_with("trs_") || id.len() < 5)
+        {
+            return Err(ConfigError::new(
+                "session.id",
+                format!("{id:?} is not a session id (trs_...)"),
+            ));
+        }
+        if let Some(url) = &self.callback_url {
+            check_http_url("callback_url", url)?;
+        }
+        if !self.headers.is_empty() {
+            return Err(ConfigError::new(
+                "headers",
+                "only used in generic mode (with upstream); Composio mode sends its own",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_generic(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.upstream {
+            check_http_url("upstream", url)?;
+        }
+        if !self.require.is_empty() {
+            return Err(ConfigError::new(
+                "require",
+                "only used in Composio mode; generic mode (upstream) has no toolkits to wait for",
+            ));
+        }
+        for line in &self.headers {
+            let Some((name, _value)) = line.split_once(':') else {
+                return Err(ConfigError::new(
+                    "headers",
+                    format!("{:?} is not `Name: value`", redact_header_line(line)),
+                ));
+            };
+            if http::HeaderName::from_bytes(name.trim().as_bytes()).is_err()
+                || name.trim().is_empty()
+            {
+                return Err(ConfigError::new(
+                    "headers",
+                    format!("{:?} is not a valid header name", name.trim()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `<redacted>`.
+    pub(crate) fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+}
+
+fn redact_header_line(line: &str) -> String {
+    match line.split_once(':') {
+        Some((name, _)) => format!("{name}: {REDACTED}"),
+        None => REDACTED.to_owned(),
+    }
+}
+
+fn check_http_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        Ok(url) => Err(ConfigError::new(
+            key,
+            format!(
+                "{value:?} must be an http(s) URL with a host (got scheme {})",
+                url.scheme()
+            ),
+        )),
+        Err(error) => Err(ConfigError::new(
+            key,
+            format!("{value:?} is not a URL: {error}"),
+        )),
+    }
+}
+
+fn check_slug(key: &str, slug: &str) -> Result<(), ConfigError> {
+    let valid = !slug.is_empty()
+        && slug.len() <= 64
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("{slug:?} is not a toolkit slug (lowercase letters, digits, _ or -)"),
+        ))
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Composio => "composio",
+            Mode::Generic => "generic",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,352 @@
+//! Layering and validation of the configuration, with figment's `Jail` (never `set_var`).
+
+use super::*;
+use figment::Jail;
+
+const KEY: &str = "sk_test_do_not_print_0123456789";
+
+fn args() -> ConfigArgs {
+    ConfigArgs::default()
+}
+
+/// Runs `check` inside a jail, turning our error type into figment's so `?` works.
+#[allow(clippy::result_large_err)] // figment's Jail dictates the error type.
+fn jail(check: impl FnOnce(&mut Jail) -> Result<(), ConfigError>) {
+    Jail::expect_with(|jail| check(jail).map_err(|error| error.to_string().into()));
+}
+
+fn key_of(result: Result<Config, ConfigError>) -> String {
+    match result {
+        Ok(_) => panic!("expected a config error"),
+        Err(error) => error.key,
+    }
+}
+
+#[test]
+fn defaults_then_file_then_env_then_flags() {
+    jail(|jail| {
+        jail.create_file(
+            "toolgate.toml",
+            r#"
+                user_id = "from-file"
+                require = ["gmail"]
+                listen = "127.0.0.1:9000"
+                [composio]
+                api_key = "sk_from_file_000000"
+                [log]
+                level = "debug"
+            "#,
+        )
+        .map_err(|e| ConfigError::new("jail", e.to_string()))?;
+        let config = load(&args())?;
+        assert_eq!(config.user_id.as_deref(), Some("from-file"));
+        assert_eq!(config.require, ["gmail"]);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.log.level, "debug");
+        assert_eq!(config.path, "/mcp", "default kept");
+        assert_eq!(config.composio.base_url, DEFAULT_BASE_URL);
+
+        jail.set_env("TOOLGATE_USER_ID", "from-env");
+        jail.set_env("TOOLGATE_REQUIRE", "gmail, github");
+        jail.set_env("COMPOSIO_BASE_URL", "http://127.0.0.1:1234");
+        jail.set_env("TOOLGATE_LOG_LEVEL", "warn");
+        let config = load(&args())?;
+        assert_eq!(config.user_id.as_deref(), Some("from-env"));
+        assert_eq!(config.require, ["gmail", "github"]);
+        assert_eq!(config.composio.base_url, "http://127.0.0.1:1234");
+        assert_eq!(config.log.level, "warn");
+
+        let flags = ConfigArgs {
+            user_id: Some("from-flag".into()),
+            require: vec!["slack".into()],
+            listen: Some("127.0.0.1:9100".into()),
+            ..args()
+        };
+        let config = load(&flags)?;
+        assert_eq!(config.user_id.as_deref(), Some("from-flag"));
+        assert_eq!(config.require, ["slack"]);
+        assert_eq!(config.listen.port(), 9100);
+        Ok(())
+    });
+}
+
+#[test]
+fn toolgate_prefix_beats_sdk_variable_and_unrelated_vars_are_ignored() {
+    jail(|jail| {
+        jail.set_env("COMPOSIO_API_KEY", "sk_sdk_variable_0000");
+        jail.set_env("TOOLGATE_COMPOSIO_API_KEY", KEY);
+        jail.set_env("TOOLGATE_USER_ID", "12345");
+        jail.set_env("TOOLGATE_BIN", "/somewhere/toolgate");
+        jail.set_env("TOOLGATE_PEERS", "/somewhere/peers");
+        let config = load(&args())?;
+        assert_eq!(config.api_key().map(|k| k.expose_secret()), Some(KEY));
+        assert_eq!(
+            config.user_id.as_deref(),
+            Some("12345"),
+            "numeric-looking ids stay strings"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn explicit_config_file_and_nested_sections() {
+    jail(|jail| {
+        jail.create_file(
+            "custom.toml",
+            r#"
+                user_id = "u"
+                require = ["gmail", "github"]
+                [composio]
+                api_key = "sk_file_0000000000"
+                [session]
+                manage_connections = true
+                toolkits_enable = ["gmail", "github", "slack"]
+                auth_configs = { gmail = "ac_123" }
+                connected_accounts = { github = "ca_456" }
+                [gate]
+                mode = "wait"
+                wait_timeout = "45s"
+            "#,
+        )
+        .map_err(|e| ConfigError::new("jail", e.to_string()))?;
+        let config = load(&ConfigArgs {
+            config: Some("custom.toml".into()),
+            ..args()
+        })?;
+        assert!(config.session.manage_connections);
+        assert_eq!(config.session.auth_configs["gmail"], "ac_123");
+        assert_eq!(config.session.connected_accounts["github"], "ca_456");
+        assert_eq!(config.gate.mode, GateMode::Wait);
+        assert_eq!(config.gate.wait_timeout, Duration::from_secs(45));
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_the_key() {
+    jail(|jail| {
+        jail.set_env("COMPOSIO_API_KEY", KEY);
+        jail.set_env("TOOLGATE_USER_ID", "u");
+        assert_eq!(
+            key_of(load(&ConfigArgs {
+                config: Some("missing.toml".into()),
+                ..args()
+            })),
+            "--config"
+        );
+
+        jail.set_env("TOOLGATE_LISTEN", "not-an-address");
+        assert_eq!(key_of(load(&args())), "listen");
+        jail.set_env("TOOLGATE_LISTEN", "0.0.0.0:8787");
+        assert_eq!(key_of(load(&args())), "token", "non-loopback needs a token");
+        jail.set_env("TOOLGATE_TOKEN", "short");
+        assert_eq!(key_of(load(&args())), "token");
+        jail.set_env("TOOLGATE_TOKEN", "a-long-enough-token-123");
+        load(&args())?;
+        jail.set_env("TOOLGATE_LISTEN", "127.0.0.1:8787");
+
+        jail.set_env("TOOLGATE_GATE_MODE", "sometimes");
+        assert_eq!(key_of(load(&args())), "gate.mode");
+        jail.set_env("TOOLGATE_GATE_MODE", "wait");
+        jail.set_env("TOOLGATE_GATE_WAIT_TIMEOUT", "soon");
+        assert_eq!(key_of(load(&args())), "gate.wait_timeout");
+        jail.set_env("TOOLGATE_GATE_WAIT_TIMEOUT", "0s");
+        assert_eq!(key_of(load(&args())), "gate.wait_timeout");
+        jail.set_env("TOOLGATE_GATE_WAIT_TIMEOUT", "10s");
+
+        jail.set_env("TOOLGATE_REQUIRE", "Gmail!");
+        assert_eq!(key_of(load(&args())), "require");
+        jail.set_env("TOOLGATE_REQUIRE", "gmail");
+
+        jail.set_env("TOOLGATE_PATH", "/healthz");
+        assert_eq!(key_of(load(&args())), "path");
+        jail.set_env("TOOLGATE_PATH", "mcp");
+        assert_eq!(key_of(load(&args())), "path");
+        jail.set_env("TOOLGATE_PATH", "/mcp");
+
+        jail.set_env("TOOLGATE_LOG_LEVEL", "loud[");
+        assert_eq!(key_of(load(&args())), "log.level");
+        jail.set_env("TOOLGATE_LOG_LEVEL", "info");
+        jail.set_env("TOOLGATE_LOG_FORMAT", "xml");
+        assert_eq!(key_of(load(&args())), "log.format");
+        jail.set_env("TOOLGATE_LOG_FORMAT", "json");
+
+        jail.set_env("TOOLGATE_COMPOSIO_BASE_URL", "ftp://example.com");
+        assert_eq!(key_of(load(&args())), "composio.base_url");
+        jail.set_env("TOOLGATE_COMPOSIO_BASE_URL", "http://127.0.0.1:1");
+
+        jail.set_env("TOOLGATE_ALLOWED_ORIGINS", "example.com");
+        assert_eq!(key_of(load(&args())), "allowed_origins");
+        jail.set_env("TOOLGATE_ALLOWED_ORIGINS", "https://app.example.com");
+
+        jail.set_env("TOOLGATE_SESSION_ID", "abc");
+        assert_eq!(key_of(load(&args())), "session.id");
+        jail.set_env("TOOLGATE_SESSION_ID", "trs_abc");
+
+        jail.set_env("TOOLGATE_SESSION_TOOLKITS_ENABLE", "slack");
+        assert_eq!(key_of(load(&args())), "session.toolkits_enable");
+        jail.set_env("TOOLGATE_SESSION_TOOLKITS_ENABLE", "gmail,slack");
+        load(&args())?;
+        Ok(())
+    });
+}
+
+#[test]
+fn composio_mode_needs_key_and_user() {
+    jail(|jail| {
+        assert_eq!(key_of(load(&args())), "composio.api_key");
+        jail.set_env("COMPOSIO_API_KEY", KEY);
+        assert_eq!(key_of(load(&args())), "user_id");
+        jail.set_env("TOOLGATE_USER_ID", "  ");
+        assert_eq!(key_of(load(&args())), "user_id");
+        Ok(())
+    });
+}
+
+#[test]
+fn generic_mode_rules() {
+    jail(|jail| {
+        let generic = |headers: Vec<&str>| ConfigArgs {
+            upstream: Some("http://127.0.0.1:3001/mcp".into()),
+            headers: headers.into_iter().map(str::to_owned).collect(),
+            ..args()
+        };
+        let config = load(&generic(vec!["X-Api-Key: abc", "x-other:def"]))?;
+        assert_eq!(config.mode(), Mode::Generic);
+        assert_eq!(key_of(load(&generic(vec!["no colon here"]))), "headers");
+        assert_eq!(key_of(load(&generic(vec!["bad name: x"]))), "headers");
+        assert_eq!(
+            key_of(load(&ConfigArgs {
+                upstream: Some("not a url".into()),
+                ..args()
+            })),
+            "upstream"
+        );
+        jail.set_env("TOOLGATE_REQUIRE", "gmail");
+        assert_eq!(key_of(load(&generic(vec![]))), "require");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_file_keys_are_rejected_by_name() {
+    jail(|jail| {
+        jail.create_file("toolgate.toml", "user_idd = \"typo\"\n")
+            .map_err(|e| ConfigError::new("jail", e.to_string()))?;
+        let error = load(&args())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("user_idd"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn redacted_output_hides_secrets() {
+    jail(|jail| {
+        jail.set_env("COMPOSIO_API_KEY", KEY);
+        jail.set_env("TOOLGATE_USER_ID", "u");
+        jail.set_env("TOOLGATE_TOKEN", "inbound-token-secret-value");
+        let config = load(&args())?;
+        let text = config
+            .to_redacted_toml()
+            .map_err(|e| ConfigError::new("toml", e.to_string()))?;
+        assert!(!text.contains(KEY), "{text}");
+        assert!(!text.contains("inbound-token-secret-value"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(text.contains("user_id = \"u\""), "{text}");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(KEY) && !debug.contains("inbound-token-secret-value"));
+
+        let generic = load(&ConfigArgs {
+            upstream: Some("http://127.0.0.1:3001/mcp".into()),
+            headers: vec!["Authorization: Bearer hunter2hunter2".into()],
+            ..args()
+        })?;
+        let text = generic
+            .to_redacted_toml()
+            .map_err(|e| ConfigError::new("toml", e.to_string()))?;
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("Authorization: <redacted>"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn callback_url_defaults_to_own_listener() {
+    let mut config = Config::default();
+    assert_eq!(
+        config.effective_callback_url(),
+        "http://127.0.0.1:8787/callback"
+    );
+    config.listen = "0.0.0.0:9000".parse().unwrap_or(config.listen);
+    assert_eq!(
+        config.effective_callback_url(),
+        "http://127.0.0.1:9000/callback"
+    );
+    config.callback_url = Some("https://gw.example.com/callback?tenant=a".into());
+    assert_eq!(
+        config.effective_callback_url(),
+        "https://gw.example.com/callback?tenant=a"
+    );
+}
+
+/// The example file parses, and documents every key the config has (set or commented out).
+#[test]
+fn example_file_documents_every_key() {
+    let example_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/toolgate.example.toml"
+    );
+    let example = std::fs::read_to_string(example_path).unwrap();
+    jail(|jail| {
+        jail.set_env("COMPOSIO_API_KEY", KEY);
+        jail.set_env("TOOLGATE_USER_ID", "u");
+        let config = load(&ConfigArgs {
+            config: Some(example_path.into()),
+            ..args()
+        })?;
+        assert_eq!(config.listen.port(), 8787);
+        Ok(())
+    });
+    let defaults = toml::Value::try_from(Config {
+        token: Some(SecretString::from("x")),
+        composio: ComposioSection {
+            api_key: Some(SecretString::from("x")),
+            ..ComposioSection::default()
+        },
+        user_id: Some("u".into()),
+        callback_url: Some("http://x".into()),
+        upstream: Some("http://x".into()),
+        session: SessionSection {
+            id: Some("trs_x".into()),
+            ..SessionSection::default()
+        },
+        ..Config::default()
+    })
+    .unwrap();
+    let documented = |key: &str| {
+        example.lines().any(|line| {
+            let line = line.trim_start_matches('#').trim();
+            line.starts_with(&format!("{key} =")) || line == format!("[session.{key}]")
+        })
+    };
+    let mut keys = Vec::new();
+    for (key, value) in defaults.as_table().unwrap() {
+        match value.as_table() {
+            Some(section) if !["auth_configs", "connected_accounts"].contains(&key.as_str()) => {
+                assert!(example.contains(&format!("[{key}]")), "section [{key}]");
+                keys.extend(section.keys().cloned());
+            }
+            _ => keys.push(key.clone()),
+        }
+    }
+    for key in keys {
+        assert!(
+            documented(&key),
+            "config/toolgate.example.toml does not document `{key}`"
+        );
+    }
+}

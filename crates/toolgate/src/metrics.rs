@@ -1,0 +1,226 @@
+//! Prometheus metrics for `/metrics` (OpenMetrics text from `prometheus-client`).
+//!
+//! Labels are kept low-cardinality on purpose: JSON-RPC methods are bucketed into the known
+//! MCP method names plus `other`, so a client cannot grow the registry by inventing methods.
+//! Nothing here carries a secret, a user id or a URL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// MCP methods that get their own label value; everything else is `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "server/discover",
+];
+
+/// Labels of `toolgate_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// JSON-RPC method (bucketed), or the HTTP-level kind (`stream`, `delete`, `notification`,
+    /// `batch`, `rejected`).
+    method: String,
+    /// HTTP status sent to the client.
+    status: u16,
+}
+
+/// Labels of `toolgate_upstream_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    /// `unreachable`, `timeout`, `credentials_refused` or `other`.
+    kind: String,
+}
+
+/// Every metric the gateway exports, cheap to clone and share.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    blocked_calls: Counter,
+    upstream_latency: Histogram,
+    upstream_errors: Family<ErrorLabels, Counter>,
+    gate_open: Gauge,
+    pending_toolkits: Gauge,
+    ready: Gauge,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered (so all appear, at zero, from the start).
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("toolgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "MCP HTTP requests answered, by JSON-RPC method and HTTP status",
+            requests.clone(),
+        );
+        let blocked_calls = Counter::default();
+        registry.register(
+            "blocked_tool_calls",
+            "tools/call requests answered locally because a required toolkit was not connected",
+            blocked_calls.clone(),
+        );
+        // 1 ms .. ~33 s.
+        let upstream_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "upstream_latency_seconds",
+            "Time until the upstream's response head for forwarded requests",
+            upstream_latency.clone(),
+        );
+        let upstream_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by kind",
+            upstream_errors.clone(),
+        );
+        for kind in ["unreachable", "timeout", "credentials_refused", "other"] {
+            // Touch each kind so the series exist at zero (alerts can use rate() right away).
+            let _ = upstream_errors.get_or_create(&ErrorLabels {
+                kind: kind.to_owned(),
+            });
+        }
+        let gate_open = Gauge::default();
+        registry.register(
+            "gate_open",
+            "1 when every required toolkit is connected and tool calls pass",
+            gate_open.clone(),
+        );
+        let pending_toolkits = Gauge::default();
+        registry.register(
+            "pending_toolkits",
+            "Required toolkits not connected yet",
+            pending_toolkits.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when the upstream session is known and requests can be forwarded",
+            ready.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                blocked_calls,
+                upstream_latency,
+                upstream_errors,
+                gate_open,
+                pending_toolkits,
+                ready,
+            }),
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
+            // Encoding into a String cannot fail short of a formatter bug; expose nothing
+            // rather than a truncated exposition.
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn request(&self, method: &str, status: u16) {
+        self.inner
+            .requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts one blocked `tools/call`.
+    pub(crate) fn blocked_call(&self) {
+        self.inner.blocked_calls.inc();
+    }
+
+    /// Records the time until an upstream response head.
+    pub(crate) fn upstream_latency(&self, elapsed: Duration) {
+        self.inner.upstream_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an upstream failure of this kind.
+    pub(crate) fn upstream_error(&self, kind: &str) {
+        self.inner
+            .upstream_errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the gate gauges.
+    pub(crate) fn set_gate(&self, ready: bool, open: bool, pending: usize) {
+        self.inner.ready.set(i64::from(ready));
+        self.inner.gate_open.set(i64::from(open));
+        self.inner
+            .pending_toolkits
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+}
+
+/// The label value for a JSON-RPC method: itself when known, else `other`.
+pub(crate) fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_with_bounded_labels() {
+        let metrics = Metrics::new();
+        metrics.request(method_label("tools/call"), 200);
+        metrics.request(method_label("made/up/method"), 200);
+        metrics.blocked_call();
+        metrics.upstream_latency(Duration::from_millis(3));
+        metrics.upstream_error("timeout");
+        metrics.set_gate(true, false, 2);
+        let text = metrics.render();
+        for needle in [
+            "toolgate_requests_total{method=\"tools/call\",status=\"200\"} 1",
+            "toolgate_requests_total{method=\"other\",status=\"200\"} 1",
+            "toolgate_blocked_tool_calls_total 1",
+            "toolgate_upstream_latency_seconds_count 1",
+            "toolgate_upstream_errors_total{kind=\"timeout\"} 1",
+            "toolgate_upstream_errors_total{kind=\"unreachable\"} 0",
+            "toolgate_gate_open 0",
+            "toolgate_pending_toolkits 2",
+            "toolgate_ready 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(!text.contains("made/up"));
+    }
+}

@@ -1,0 +1,567 @@
+//! Wiring the libraries together: the upstream target and gate state the proxy consumes, the
+//! [`StatusView`] the pages render, and the metrics, all fed from one place.
+//!
+//! In Composio mode a background task runs the startup flow: create (or reuse) the session,
+//! retrying with backoff while readiness stays false and MCP requests get a "not ready"
+//! JSON-RPC error; start the connection tracker (unknown toolkits are fatal); publish the
+//! session's MCP URL with its `x-api-key`; then translate every tracker snapshot. In generic
+//! mode the upstream is fixed and the gate always open.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures_util::future::BoxFuture;
+use http::StatusCode;
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use toolgate_proxy::events::{ProxyEvents, RequestKind, RequestRecord, UpstreamErrorKind};
+use toolgate_proxy::gate::{GateState, PendingToolkit};
+use toolgate_proxy::upstream::UpstreamTarget;
+use toolgate_session::{
+    ClientConfig, ComposioClient, ComposioError, CreateSessionRequest, GateSnapshot,
+    ManageConnections, Session, ToolkitGate, ToolkitSelection, ToolkitState, TrackerConfig,
+    TrackerError, TrackerHandle,
+};
+
+use crate::config::{Config, Mode};
+use crate::metrics::{Metrics, method_label};
+use crate::status::{StatusView, ToolkitStatus, ToolkitView};
+use crate::web::Actions;
+
+/// A startup failure that retrying cannot fix.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FatalError {
+    /// A configuration value turned out wrong only once Composio was asked (unknown toolkit).
+    #[error("invalid configuration: `{key}`: {message}")]
+    Config {
+        /// The key at fault.
+        key: &'static str,
+        /// What Composio said.
+        message: String,
+    },
+    /// Anything else that stops the gateway.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The running state shared by the HTTP face, the stdio face and the pages.
+pub(crate) struct Wiring {
+    /// Where MCP traffic goes (`None` until the session exists).
+    pub(crate) upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
+    /// The gate the proxy consults.
+    pub(crate) gate_rx: watch::Receiver<GateState>,
+    /// What the pages and status outputs show.
+    pub(crate) status_rx: watch::Receiver<StatusView>,
+    /// Tracker actions for the pages.
+    pub(crate) actions: Arc<TrackerSlot>,
+    /// The proxy's event hooks (metrics, re-verification).
+    pub(crate) events: Arc<GatewayEvents>,
+    /// The startup task; ends with `Err` on a fatal startup error, else runs until shutdown.
+    pub(crate) task: JoinHandle<Result<(), FatalError>>,
+}
+
+/// The tracker, once it exists. Pages and proxy events act through it.
+#[derive(Default)]
+pub(crate) struct TrackerSlot {
+    handle: OnceLock<TrackerHandle>,
+}
+
+impl TrackerSlot {
+    /// The tracker handle when startup got that far.
+    pub(crate) fn get(&self) -> Option<&TrackerHandle> {
+        self.handle.get()
+    }
+}
+
+impl Actions for TrackerSlot {
+    fn hint(&self) {
+        if let Some(tracker) = self.get() {
+            tracker.hint();
+        }
+    }
+
+    fn disconnect(&self, slug: String) -> BoxFuture<'static, Result<(), String>> {
+        let tracker = self.get().cloned();
+        Box::pin(async move {
+            let Some(tracker) = tracker else {
+                return Err("the gateway is still starting".to_owned());
+            };
+            tracker
+                .disconnect(&slug, false)
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// The proxy's hooks: metrics, a debug line per request, and re-verification when the
+/// upstream refuses our credentials.
+pub(crate) struct GatewayEvents {
+    metrics: Metrics,
+    tracker: Arc<TrackerSlot>,
+    gate_rx: watch::Receiver<GateState>,
+}
+
+impl ProxyEvents for GatewayEvents {
+    fn request_finished(&self, record: &RequestRecord<'_>) {
+        let label = match record.kind {
+            RequestKind::ToolsCall | RequestKind::OtherRequest => {
+                method_label(record.rpc_method.unwrap_or(""))
+            }
+            RequestKind::NotificationOrResponse => "notification",
+            RequestKind::Batch => "batch",
+            RequestKind::Stream => "stream",
+            RequestKind::EndSession => "delete",
+            RequestKind::Rejected => "rejected",
+        };
+        self.metrics.request(label, record.status.as_u16());
+        // Upstream latency: only requests that went upstream. Rejected ones never did, and a
+        // tools/call while the gate is not open was answered locally.
+        let answered_locally = record.kind == RequestKind::Rejected
+            || (record.kind == RequestKind::ToolsCall
+                && !matches!(*self.gate_rx.borrow(), GateState::Open))
+            || matches!(*self.gate_rx.borrow(), GateState::Starting { .. });
+        if !answered_locally {
+            self.metrics.upstream_latency(record.elapsed);
+        }
+        tracing::debug!(
+            http_method = %record.http_method,
+            rpc_method = label,
+            status = record.status.as_u16(),
+            elapsed_ms = record.elapsed.as_secs_f64() * 1000.0,
+            "mcp request"
+        );
+    }
+
+    fn call_blocked(&self, tool: Option<&str>, waited: Duration) {
+        self.metrics.blocked_call();
+        tracing::info!(
+            tool = tool.unwrap_or("?"),
+            waited_ms = waited.as_millis() as u64,
+            "tools/call blocked: a required toolkit is not connected"
+        );
+    }
+
+    fn upstream_error(&self, kind: UpstreamErrorKind) {
+        self.metrics.upstream_error(match kind {
+            UpstreamErrorKind::Unreachable => "unreachable",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Other => "other",
+        });
+    }
+
+    fn upstream_credentials_refused(&self, status: StatusCode) {
+        self.metrics.upstream_error("credentials_refused");
+        tracing::warn!(%status, "the upstream refused toolgate's credentials; re-verifying");
+        if let Some(tracker) = self.tracker.get() {
+            tracker.upstream_rejected();
+        }
+    }
+}
+
+/// The Composio client for this configuration.
+pub(crate) fn composio_client(config: &Config) -> anyhow::Result<ComposioClient> {
+    let api_key = config
+        .api_key()
+        .cloned()
+        .unwrap_or_else(|| SecretString::from(String::new()));
+    let client_config = ClientConfig::with_base_url(api_key, config.composio.base_url.clone());
+    ComposioClient::new(client_config).context("could not set up the Composio client")
+}
+
+/// The session-create body from the configuration: in-chat auth off unless asked for.
+pub(crate) fn session_request(config: &Config) -> CreateSessionRequest {
+    let session = &config.session;
+    let toolkits = if !session.toolkits_enable.is_empty() {
+        Some(ToolkitSelection::Enable(session.toolkits_enable.clone()))
+    } else if !session.toolkits_disable.is_empty() {
+        Some(ToolkitSelection::Disable(session.toolkits_disable.clone()))
+    } else {
+        None
+    };
+    CreateSessionRequest {
+        user_id: config.user_id.clone().unwrap_or_default(),
+        manage_connections: Some(if session.manage_connections {
+            ManageConnections {
+                enable: Some(true),
+                callback_url: Some(config.effective_callback_url()),
+                ..ManageConnections::default()
+            }
+        } else {
+            ManageConnections::disabled()
+        }),
+        toolkits,
+        auth_configs: session.auth_configs.clone(),
+        connected_accounts: session
+            .connected_accounts
+            .iter()
+            .map(|(slug, id)| (slug.clone(), vec![id.clone()]))
+            .collect(),
+        workbench: None,
+    }
+}
+
+/// Creates the session, or fetches the configured one (one attempt; the client retries
+/// transient failures itself).
+pub(crate) async fn open_session(
+    client: &ComposioClient,
+    config: &Config,
+) -> Result<Session, ComposioError> {
+    match &config.session.id {
+        Some(id) => client.get_session(id).await,
+        None => client.create_session(&session_request(config)).await,
+    }
+}
+
+/// The tracker settings from the configuration.
+pub(crate) fn tracker_config(config: &Config, required: &[String]) -> TrackerConfig {
+    let mut tracker = TrackerConfig::new(required.iter().cloned());
+    tracker.callback_url = Some(config.effective_callback_url());
+    tracker.reverify_interval = config.gate.recheck_interval;
+    tracker
+}
+
+/// Maps a tracker failure at startup: unknown toolkits are a configuration error.
+pub(crate) fn tracker_start_error(error: TrackerError) -> Result<ComposioError, FatalError> {
+    match error {
+        TrackerError::Composio(error) => Ok(error),
+        TrackerError::UnknownToolkits(slugs) => Err(FatalError::Config {
+            key: "require",
+            message: format!("not in the Composio catalog: {}", slugs.join(", ")),
+        }),
+        other => Err(FatalError::Other(other.to_string())),
+    }
+}
+
+/// Backoff before the `attempt`-th retry of session creation (0-based): 0.5 s doubling to 30 s.
+fn startup_backoff(attempt: u32) -> Duration {
+    let millis = 500u64.saturating_mul(1u64 << attempt.min(10));
+    Duration::from_millis(millis.min(30_000))
+}
+
+/// Starts the wiring for `config`: generic mode is ready at once; Composio mode starts its
+/// startup task.
+pub(crate) fn start(
+    config: &Config,
+    metrics: Metrics,
+    required: Vec<String>,
+) -> anyhow::Result<Wiring> {
+    let (upstream_tx, upstream_rx) = watch::channel(None);
+    let (gate_tx, gate_rx) = watch::channel(GateState::Starting {
+        reason: "toolgate is creating the Composio session".to_owned(),
+    });
+    let (status_tx, status_rx) = watch::channel(StatusView {
+        mode: config.mode().to_string(),
+        not_ready_reason: Some("creating the Composio session".to_owned()),
+        user_id: config.user_id.clone(),
+        toolkits: required
+            .iter()
+            .map(|slug| ToolkitView {
+                slug: slug.clone(),
+                name: slug.clone(),
+                logo: None,
+                status: ToolkitStatus::Unknown,
+                account_id: None,
+                connect_url: None,
+                detail: None,
+            })
+            .collect(),
+        ..StatusView::default()
+    });
+    let tracker = Arc::new(TrackerSlot::default());
+    let events = Arc::new(GatewayEvents {
+        metrics: metrics.clone(),
+        tracker: Arc::clone(&tracker),
+        gate_rx: gate_rx.clone(),
+    });
+    metrics.set_gate(false, false, required.len());
+    let task = match config.mode() {
+        Mode::Generic => {
+            let target = generic_target(config)?;
+            upstream_tx.send_replace(Some(target));
+            gate_tx.send_replace(GateState::Open);
+            status_tx.send_modify(|view| {
+                view.ready = true;
+                view.not_ready_reason = None;
+                view.gate_open = true;
+                view.user_id = None;
+            });
+            metrics.set_gate(true, true, 0);
+            tokio::spawn(async move {
+                // Keep the senders alive for the life of the process.
+                let _keep = (upstream_tx, gate_tx, status_tx);
+                std::future::pending::<Result<(), FatalError>>().await
+            })
+        }
+        Mode::Composio => {
+            let client = composio_client(config)?;
+            let config = config.clone();
+            let tracker = Arc::clone(&tracker);
+            let senders = Senders {
+                upstream_tx,
+                gate_tx,
+                status_tx,
+                metrics,
+            };
+            tokio::spawn(composio_startup(client, config, required, tracker, senders))
+        }
+    };
+    Ok(Wiring {
+        upstream_rx,
+        gate_rx,
+        status_rx,
+        actions: tracker,
+        events,
+        task,
+    })
+}
+
+/// The generic-mode upstream: the configured URL and headers (`${VAR}` expanded).
+fn generic_target(config: &Config) -> anyhow::Result<UpstreamTarget> {
+    let url = config.upstream.as_deref().unwrap_or_default();
+    let url = url::Url::parse(url).context("invalid configuration: `upstream`")?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut headers = Vec::new();
+    for line in &config.headers {
+        let header = toolgate_proxy::header_args::parse_header_arg(line, &lookup)
+            .map_err(|error| anyhow::anyhow!("invalid configuration: `headers`: {error}"))?;
+        headers.push(header);
+    }
+    Ok(UpstreamTarget::new(
+        url,
+        toolgate_proxy::header_args::header_map(headers),
+    ))
+}
+
+struct Senders {
+    upstream_tx: watch::Sender<Option<UpstreamTarget>>,
+    gate_tx: watch::Sender<GateState>,
+    status_tx: watch::Sender<StatusView>,
+    metrics: Metrics,
+}
+
+impl Senders {
+    fn not_ready(&self, reason: String, error: Option<String>) {
+        self.gate_tx.send_replace(GateState::Starting {
+            reason: format!("toolgate is not ready: {reason}"),
+        });
+        self.status_tx.send_modify(|view| {
+            view.ready = false;
+            view.not_ready_reason = Some(reason);
+            view.last_error = error;
+        });
+    }
+}
+
+async fn composio_startup(
+    client: ComposioClient,
+    config: Config,
+    required: Vec<String>,
+    slot: Arc<TrackerSlot>,
+    senders: Senders,
+) -> Result<(), FatalError> {
+    let mut attempt = 0u32;
+    // 1. The session (retry until it exists; readiness stays false meanwhile).
+    let (session, endpoint) = loop {
+        match open_session(&client, &config).await {
+            Ok(session) => match client.mcp_endpoint(&session) {
+                Ok(endpoint) => break (session, endpoint),
+                Err(error) => return Err(FatalError::Other(error.to_string())),
+            },
+            Err(error) => {
+                let delay = startup_backoff(attempt);
+                attempt += 1;
+                let what = if config.session.id.is_some() {
+                    "fetching the configured Composio session"
+                } else {
+                    "creating the Composio session"
+                };
+                tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "{what} failed");
+                if error.status() == Some(StatusCode::NOT_FOUND) && config.session.id.is_some() {
+                    return Err(FatalError::Config {
+                        key: "session.id",
+                        message: format!("Composio does not know this session: {error}"),
+                    });
+                }
+                senders.not_ready(
+                    format!("{what} (attempt {attempt} failed; retrying)"),
+                    Some(error.to_string()),
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
+    tracing::info!(session = %session.session_id, "Composio session ready");
+    senders.status_tx.send_modify(|view| {
+        view.session_id = Some(session.session_id.clone());
+        view.not_ready_reason = Some("checking the required toolkits".to_owned());
+    });
+    // 2. The tracker (unknown toolkits are fatal; Composio trouble is retried).
+    let tracker = loop {
+        match toolgate_session::ConnectionTracker::start(
+            client.clone(),
+            session.session_id.clone(),
+            tracker_config(&config, &required),
+        )
+        .await
+        {
+            Ok(tracker) => break tracker,
+            Err(error) => {
+                let error = tracker_start_error(error)?;
+                let delay = startup_backoff(attempt);
+                attempt += 1;
+                tracing::warn!(%error, attempt, "checking the required toolkits failed");
+                senders.not_ready(
+                    "checking the required toolkits (retrying)".to_owned(),
+                    Some(error.to_string()),
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
+    let mut snapshots = tracker.subscribe();
+    let _ = slot.handle.set(tracker);
+    // 3. The upstream, then every snapshot from now on.
+    senders
+        .upstream_tx
+        .send_replace(Some(UpstreamTarget::new(endpoint.url, endpoint.headers)));
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        publish(&senders, &snapshot);
+        if snapshots.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+fn publish(senders: &Senders, snapshot: &GateSnapshot) {
+    let ready = snapshot.checked;
+    let pending: Vec<PendingToolkit> = snapshot.blocking().map(pending_toolkit).collect();
+    let gate = if !ready {
+        GateState::Closed {
+            pending: snapshot.toolkits.iter().map(pending_toolkit).collect(),
+        }
+    } else if snapshot.open {
+        GateState::Open
+    } else {
+        GateState::Closed { pending }
+    };
+    let pending_count = snapshot
+        .toolkits
+        .iter()
+        .filter(|toolkit| !toolkit.state.is_satisfied())
+        .count();
+    senders.gate_tx.send_if_modified(|current| {
+        if *current == gate {
+            false
+        } else {
+            *current = gate.clone();
+            true
+        }
+    });
+    senders
+        .metrics
+        .set_gate(ready, ready && snapshot.open, pending_count);
+    senders.status_tx.send_modify(|view| {
+        view.ready = ready;
+        view.not_ready_reason = (!ready).then(|| "checking the required toolkits".to_owned());
+        view.gate_open = ready && snapshot.open;
+        view.toolkits = snapshot.toolkits.iter().map(toolkit_view).collect();
+        view.last_error = snapshot
+            .last_error
+            .as_ref()
+            .map(|error| error.message.clone());
+    });
+}
+
+fn pending_toolkit(toolkit: &ToolkitGate) -> PendingToolkit {
+    let (connect_url, status) = match &toolkit.state {
+        ToolkitState::Pending {
+            connect_url,
+            previous_failure,
+            ..
+        } => (
+            Some(connect_url.clone()),
+            match previous_failure {
+                Some(reason) => {
+                    format!("waiting for authorization (previous attempt failed: {reason})")
+                }
+                None => "waiting for authorization".to_owned(),
+            },
+        ),
+        ToolkitState::Failed { reason } => {
+            (None, format!("failed: {reason}; a fresh link follows"))
+        }
+        ToolkitState::Unknown => (None, "checking connection status".to_owned()),
+        ToolkitState::Connected { .. } => (None, "connected".to_owned()),
+        ToolkitState::NoAuth => (None, "no authentication needed".to_owned()),
+    };
+    PendingToolkit {
+        slug: toolkit.slug.clone(),
+        name: toolkit.name.clone(),
+        connect_url,
+        status,
+    }
+}
+
+/// The page/status view of one tracked toolkit.
+pub(crate) fn toolkit_view(toolkit: &ToolkitGate) -> ToolkitView {
+    let mut view = ToolkitView {
+        slug: toolkit.slug.clone(),
+        name: toolkit.name.clone(),
+        logo: toolkit.logo.clone(),
+        status: ToolkitStatus::Unknown,
+        account_id: None,
+        connect_url: None,
+        detail: None,
+    };
+    match &toolkit.state {
+        ToolkitState::Connected { account_id } => {
+            view.status = ToolkitStatus::Connected;
+            view.account_id = Some(account_id.clone());
+        }
+        ToolkitState::NoAuth => view.status = ToolkitStatus::NoAuth,
+        ToolkitState::Pending {
+            connect_url,
+            expires_at,
+            previous_failure,
+        } => {
+            view.status = ToolkitStatus::Pending;
+            view.connect_url = Some(connect_url.clone());
+            view.detail = Some(match previous_failure {
+                Some(reason) => format!("previous attempt failed: {reason}"),
+                None => format!("link valid until {}", expires_at.format("%H:%M:%S UTC")),
+            });
+        }
+        ToolkitState::Failed { reason } => {
+            view.status = ToolkitStatus::Failed;
+            view.detail = Some(reason.clone());
+        }
+        ToolkitState::Unknown => {}
+    }
+    view
+}
+
+/// A status view from one snapshot (for `status` and `connect`).
+pub(crate) fn status_view(
+    config: &Config,
+    session_id: &str,
+    snapshot: &GateSnapshot,
+) -> StatusView {
+    StatusView {
+        mode: config.mode().to_string(),
+        ready: snapshot.checked,
+        not_ready_reason: None,
+        session_id: Some(session_id.to_owned()),
+        user_id: config.user_id.clone(),
+        gate_open: snapshot.open,
+        toolkits: snapshot.toolkits.iter().map(toolkit_view).collect(),
+        last_error: snapshot
+            .last_error
+            .as_ref()
+            .map(|error| error.message.clone()),
+    }
+}

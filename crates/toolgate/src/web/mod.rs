@@ -1,0 +1,463 @@
+//! The binary's HTTP face: one listener serving the MCP endpoint (delegated to the proxy
+//! library) next to the binary's own routes:
+//!
+//! | route | access | job |
+//! |---|---|---|
+//! | `GET /connections` | Host/Origin + token | the connections page |
+//! | `GET /connections/disconnect?toolkit=` | Host/Origin + token | confirmation form |
+//! | `POST /connections/disconnect` | Host/Origin + token + CSRF | delete the connected account |
+//! | `GET /callback` | Host/Origin + token | where Composio sends the browser; a hint only |
+//! | `GET /healthz` | open | the process is alive |
+//! | `GET /readyz` | open | 200 once the upstream is known; gate state as JSON, no secrets |
+//! | `GET /metrics` | token | Prometheus text |
+//!
+//! `/healthz` and `/readyz` skip the Host check because orchestrator probes address the pod by
+//! IP; they reveal nothing secret. `/metrics` skips the Host check for the same reason (scrapers)
+//! but requires the token when one is configured.
+
+pub(crate) mod guard;
+pub(crate) mod pages;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use toolgate_proxy::gateway::{Gateway, ProxyBody};
+
+use crate::metrics::Metrics;
+use crate::status::{StatusView, ToolkitStatus};
+use guard::{Guard, Refusal, TOKEN_COOKIE};
+use pages::CallbackOutcome;
+
+/// Response body type shared with the proxy library's gateway.
+pub(crate) type Body = ProxyBody;
+
+/// What the pages can ask of the connection tracker.
+pub(crate) trait Actions: Send + Sync + 'static {
+    /// The OAuth callback arrived: re-check now (never marks anything connected by itself).
+    fn hint(&self);
+    /// Delete the toolkit's connected account at Composio, then re-check.
+    fn disconnect(&self, slug: String) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// Largest form body accepted on the disconnect POST.
+const FORM_LIMIT: usize = 8 * 1024;
+
+/// How long `/callback` waits by default for the tracker to confirm a reported success before
+/// answering (the tracker's re-check is one or two Composio calls).
+pub(crate) const CALLBACK_CONFIRM_WAIT: Duration = Duration::from_secs(8);
+
+/// Everything the routes need.
+pub(crate) struct App {
+    /// Access rules for the pages.
+    pub(crate) guard: Guard,
+    /// The live status the pages render.
+    pub(crate) status: watch::Receiver<StatusView>,
+    /// Tracker actions (hint, disconnect).
+    pub(crate) actions: Arc<dyn Actions>,
+    /// Metrics registry for `/metrics`.
+    pub(crate) metrics: Metrics,
+    /// Per-process CSRF token for state-changing forms.
+    pub(crate) csrf_token: String,
+    /// The MCP endpoint (the proxy library's gateway), mounted at its own path.
+    pub(crate) gateway: Gateway,
+    /// How long `/callback` waits for the tracker to confirm a reported success.
+    pub(crate) callback_wait: Duration,
+}
+
+/// A fresh random CSRF token (URL-safe).
+pub(crate) fn new_csrf_token() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn response(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    response
+}
+
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = response(status, "text/html; charset=utf-8", body);
+    // The pages need no script, no frames and no foreign content except logos.
+    response.headers_mut().insert(
+        "content-security-policy",
+        http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src http: https: data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    response
+        .headers_mut()
+        .insert("x-frame-options", http::HeaderValue::from_static("DENY"));
+    response
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut response = response(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+    if let Ok(value) = location.parse() {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+fn refusal_response(refusal: Refusal) -> Response<Body> {
+    match refusal {
+        Refusal::Host => html(
+            StatusCode::FORBIDDEN,
+            pages::error("Forbidden", "This Host is not allowed (see allowed_hosts)."),
+        ),
+        Refusal::Origin => html(
+            StatusCode::FORBIDDEN,
+            pages::error(
+                "Forbidden",
+                "This Origin is not allowed (see allowed_origins).",
+            ),
+        ),
+        Refusal::Token => {
+            let mut response = html(
+                StatusCode::UNAUTHORIZED,
+                pages::error(
+                    "Token required",
+                    "This gateway is protected by a token. Open /connections?token=<your token> once in this browser.",
+                ),
+            );
+            response
+                .headers_mut()
+                .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+impl App {
+    /// Routes one request.
+    pub(crate) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        // Log the path only: queries can carry the token or OAuth parameters.
+        let path = request.uri().path().to_owned();
+        if path == self.gateway.mcp_path() {
+            return self.gateway.handle(request).await;
+        }
+        let response = self.route(request).await;
+        tracing::debug!(
+            %method,
+            path,
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "page request"
+        );
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        match (method, path.as_str()) {
+            (Method::GET | Method::HEAD, "/healthz") => {
+                response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
+            }
+            (Method::GET | Method::HEAD, "/readyz") => self.readyz(),
+            (Method::GET | Method::HEAD, "/metrics") => {
+                match self.guard.check_token(request.headers()) {
+                    Ok(()) => response(
+                        StatusCode::OK,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        self.metrics.render(),
+                    ),
+                    Err(refusal) => refusal_response(refusal),
+                }
+            }
+            (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
+            (method, "/connections" | "/connections/disconnect" | "/callback") => {
+                if let Err(refusal) = self.guard.check_host_and_origin(request.headers()) {
+                    return refusal_response(refusal);
+                }
+                let query = request.uri().query().map(str::to_owned);
+                // The one-time `?token=` login for browsers.
+                if method == Method::GET
+                    && path == "/connections"
+                    && self.guard.has_token()
+                    && let Some(candidate) = query_param(query.as_deref(), "token")
+                {
+                    return self.token_login(&candidate);
+                }
+                if let Err(refusal) = self.guard.check_token(request.headers()) {
+                    return refusal_response(refusal);
+                }
+                match (method, path.as_str()) {
+                    (Method::GET | Method::HEAD, "/connections") => {
+                        self.connections(query.as_deref())
+                    }
+                    (Method::GET | Method::HEAD, "/connections/disconnect") => {
+                        self.confirm_disconnect(query.as_deref())
+                    }
+                    (Method::POST, "/connections/disconnect") => self.disconnect(request).await,
+                    (Method::GET | Method::HEAD, "/callback") => {
+                        self.callback(query.as_deref()).await
+                    }
+                    (_, "/connections/disconnect") => method_not_allowed("GET, POST"),
+                    _ => method_not_allowed("GET"),
+                }
+            }
+            _ => response(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n",
+            ),
+        }
+    }
+
+    fn token_login(&self, candidate: &str) -> Response<Body> {
+        if !self.guard.token_matches(candidate) {
+            return refusal_response(Refusal::Token);
+        }
+        let mut response = redirect("/connections");
+        let cookie = format!("{TOKEN_COOKIE}={candidate}; Path=/; HttpOnly; SameSite=Lax");
+        if let Ok(value) = cookie.parse() {
+            response.headers_mut().insert(SET_COOKIE, value);
+        }
+        response
+    }
+
+    fn readyz(&self) -> Response<Body> {
+        let view = self.status.borrow().clone();
+        let gate = if !view.ready {
+            "starting"
+        } else if view.gate_open {
+            "open"
+        } else {
+            "closed"
+        };
+        let body = serde_json::json!({
+            "ready": view.ready,
+            "mode": view.mode,
+            "gate": gate,
+            "reason": view.not_ready_reason,
+            "toolkits": view
+                .toolkits
+                .iter()
+                .map(|toolkit| serde_json::json!({"slug": toolkit.slug, "status": toolkit.status}))
+                .collect::<Vec<_>>(),
+            "last_error": view.last_error,
+        });
+        let status = if view.ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        response(status, "application/json", body.to_string())
+    }
+
+    fn connections(&self, query: Option<&str>) -> Response<Body> {
+        let view = self.status.borrow().clone();
+        // Notices come from a fixed set keyed by a known slug, so the query cannot put
+        // arbitrary text on the page.
+        let notice = query_param(query, "disconnected")
+            .and_then(|slug| view.toolkit(&slug).map(|toolkit| toolkit.name.clone()))
+            .map(|name| format!("{name} was disconnected."));
+        html(StatusCode::OK, pages::connections(&view, notice.as_deref()))
+    }
+
+    fn confirm_disconnect(&self, query: Option<&str>) -> Response<Body> {
+        let view = self.status.borrow().clone();
+        let slug = query_param(query, "toolkit").unwrap_or_default();
+        match view.toolkit(&slug) {
+            Some(toolkit) if toolkit.account_id.is_some() => html(
+                StatusCode::OK,
+                pages::confirm_disconnect(toolkit, &self.csrf_token),
+            ),
+            Some(_) => html(
+                StatusCode::CONFLICT,
+                pages::error(
+                    "Not connected",
+                    "This toolkit has no connected account to remove.",
+                ),
+            ),
+            None => html(
+                StatusCode::NOT_FOUND,
+                pages::error(
+                    "Unknown toolkit",
+                    "This gateway does not require that toolkit.",
+                ),
+            ),
+        }
+    }
+
+    async fn disconnect(&self, request: Request<Incoming>) -> Response<Body> {
+        let form_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+        if !form_type {
+            return html(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                pages::error("Bad request", "Expected a form submission."),
+            );
+        }
+        let body = match Limited::new(request.into_body(), FORM_LIMIT)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return html(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    pages::error("Bad request", "The form is too large."),
+                );
+            }
+        };
+        let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+        let field = |name: &str| {
+            form.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default()
+        };
+        let csrf = field("csrf");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            csrf.as_bytes(),
+            self.csrf_token.as_bytes(),
+        )) {
+            return html(
+                StatusCode::FORBIDDEN,
+                pages::error(
+                    "Forbidden",
+                    "The form expired or did not come from this gateway. Go back and try again.",
+                ),
+            );
+        }
+        let slug = field("toolkit");
+        let known = self.status.borrow().toolkit(&slug).is_some();
+        if !known {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::error(
+                    "Unknown toolkit",
+                    "This gateway does not require that toolkit.",
+                ),
+            );
+        }
+        match self.actions.disconnect(slug.clone()).await {
+            Ok(()) => redirect(&format!(
+                "/connections?disconnected={}",
+                form_urlencoded::byte_serialize(slug.as_bytes()).collect::<String>()
+            )),
+            Err(message) => html(
+                StatusCode::BAD_GATEWAY,
+                pages::error("Disconnect failed", &format!("Composio said: {message}")),
+            ),
+        }
+    }
+
+    async fn callback(&self, query: Option<&str>) -> Response<Body> {
+        let reported = query_param(query, "status").unwrap_or_default();
+        let account = query_param(query, "connected_account_id");
+        // Only a hint: the tracker re-checks with Composio, which alone decides.
+        self.actions.hint();
+        if reported != "success" {
+            let name = account.as_deref().and_then(|id| {
+                self.status
+                    .borrow()
+                    .toolkits
+                    .iter()
+                    .find(|toolkit| toolkit.account_id.as_deref() == Some(id))
+                    .map(|toolkit| toolkit.name.clone())
+            });
+            return html(
+                StatusCode::OK,
+                pages::callback(&CallbackOutcome::Failed { name }),
+            );
+        }
+        let outcome = match account {
+            Some(id) => self.wait_for_confirmation(&id).await,
+            None => CallbackOutcome::Unconfirmed,
+        };
+        html(StatusCode::OK, pages::callback(&outcome))
+    }
+
+    /// Waits (bounded) until the tracker shows `account_id` connected.
+    async fn wait_for_confirmation(&self, account_id: &str) -> CallbackOutcome {
+        let mut status = self.status.clone();
+        let confirmed = |view: &StatusView| {
+            view.toolkits
+                .iter()
+                .find(|toolkit| {
+                    toolkit.account_id.as_deref() == Some(account_id)
+                        && toolkit.status == ToolkitStatus::Connected
+                })
+                .map(|toolkit| toolkit.name.clone())
+        };
+        let wait = async {
+            loop {
+                if let Some(name) = confirmed(&status.borrow_and_update()) {
+                    return Some(name);
+                }
+                if status.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        match tokio::time::timeout(self.callback_wait, wait).await {
+            Ok(Some(name)) => CallbackOutcome::Connected { name },
+            _ => CallbackOutcome::Unconfirmed,
+        }
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain; charset=utf-8",
+        "method not allowed\n",
+    );
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish for up to `drain` (the proxy library's server loop).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let handler = move |request: Request<Incoming>| Arc::clone(&app).handle(request);
+    toolgate_proxy::server::serve_with(listener, handler, drain, shutdown).await;
+}
+
+#[cfg(test)]
+mod tests;
