@@ -1,1 +1,3 @@
 //! End-to-end tests of the built binary.
+
+mod http_serve;
