@@ -1183,3 +1183,52 @@ fn last_event_id_is_bumped_past_the_event_the_client_has() {
         format!("{}", usize::MAX)
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_slow_operation_ends_its_stream_without_a_result() {
+    let harness = Harness::start().await;
+    let session = RawSession::open(harness.url("trs_a")).await;
+    // 1000 steps of 50 ms: if cancellation were ignored the stream would run for 50 s and end
+    // with a result; cancelled, it ends early without one.
+    let response = session
+        .post(
+            json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {
+            "name": "SANDBOX_SLOW_OPERATION", "arguments": {"steps": 1000, "interval_ms": 50},
+            "_meta": {"progressToken": "cancel-me"}}}),
+        )
+        .await;
+    let mut reader = SseReader::new(response);
+    loop {
+        let event = reader
+            .next()
+            .await
+            .expect("stream ended before any progress");
+        if event
+            .json()
+            .is_some_and(|m| m["method"] == "notifications/progress")
+        {
+            break;
+        }
+    }
+    let cancelled = session
+        .post(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 11, "reason": "test"}}),
+        )
+        .await;
+    assert_eq!(cancelled.status(), 202);
+    let mut later = Vec::new();
+    while let Some(event) = reader.next().await {
+        later.push(event);
+    }
+    let messages: Vec<Value> = later.iter().filter_map(SseEvent::json).collect();
+    assert!(
+        messages.iter().all(|m| m["id"] != 11),
+        "a result arrived after cancel: {messages:?}"
+    );
+    assert!(
+        messages.len() < 100,
+        "progress kept coming: {} messages",
+        messages.len()
+    );
+}
