@@ -12,11 +12,85 @@ use toolgate_proxy::config::{ProxyConfig, WaitMode};
 use toolgate_proxy::gateway::Gateway;
 
 use super::EXIT_CONFIG;
-use crate::config::{Config, GateMode, Mode};
+use crate::config::{Config, ConfigArgs, GateMode, Mode};
 use crate::metrics::Metrics;
 use crate::runtime::{self, FatalError, Wiring};
 use crate::status::StatusView;
 use crate::web::{self, App};
+
+/// The listen address when neither configuration nor flags name one.
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8787);
+
+/// The configuration flags `serve` and `stdio` take besides their generic-mode flags (which
+/// already cover `--upstream`, `--header`, `--listen` and `--log-level`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub(crate) struct ComposioFlags {
+    /// TOML configuration file (default: ./toolgate.toml when present).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    /// Composio user id (`user_id`).
+    #[arg(long, value_name = "ID")]
+    pub(crate) user_id: Option<String>,
+    /// Required toolkit; repeat or comma-separate (`require`).
+    #[arg(long, value_name = "TOOLKIT", value_delimiter = ',')]
+    pub(crate) require: Vec<String>,
+    /// Composio API origin (`composio.base_url`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) base_url: Option<String>,
+    /// Log format, `text` or `json` (`log.format`).
+    #[arg(long, value_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
+}
+
+impl ComposioFlags {
+    /// The full set of configuration flags, with the ones the command parsed itself.
+    pub(crate) fn config_args(
+        &self,
+        listen: Option<SocketAddr>,
+        headers: &[String],
+        log_level: Option<&str>,
+    ) -> ConfigArgs {
+        ConfigArgs {
+            config: self.config.clone(),
+            user_id: self.user_id.clone(),
+            require: self.require.clone(),
+            listen: listen.map(|addr| addr.to_string()),
+            upstream: None,
+            headers: headers.to_vec(),
+            base_url: self.base_url.clone(),
+            log_level: log_level.map(str::to_owned),
+            log_format: self.log_format.clone(),
+        }
+    }
+}
+
+/// `toolgate serve` without `--upstream`: Composio mode from the layered configuration.
+pub(crate) fn run_composio_serve(args: &super::serve::ServeArgs) -> ExitCode {
+    let config_args =
+        args.composio
+            .config_args(args.listen, &args.headers, args.log_level.as_deref());
+    let mut config = match crate::config::load(&config_args) {
+        Ok(config) => config,
+        Err(error) => return super::config_error(&error),
+    };
+    // The generic-mode access flags apply here too.
+    config
+        .allowed_hosts
+        .extend(args.allowed_hosts.iter().cloned());
+    config
+        .allowed_origins
+        .extend(args.allowed_origins.iter().cloned());
+    if let Err(error) = config.validate() {
+        return super::config_error(&error);
+    }
+    crate::logging::init(&config.log);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(run_http(config, |_, _| {}))
+}
 
 /// Interval of progress notifications while a call is held in wait mode.
 const WAIT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);

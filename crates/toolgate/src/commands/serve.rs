@@ -24,9 +24,10 @@ const EXIT_USAGE: u8 = 64;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Upstream MCP endpoint to forward to (generic mode, no Composio), e.g.
-    /// `http://127.0.0.1:3001/mcp`.
+    /// `http://127.0.0.1:3001/mcp`. Without it, toolgate runs in Composio mode from the
+    /// configuration (file, environment, the flags below).
     #[arg(long, value_name = "URL")]
-    pub(crate) upstream: url::Url,
+    pub(crate) upstream: Option<url::Url>,
     /// Header added to every upstream request, `Name: value` or `Name:value`; `${VAR}` in the
     /// value is replaced by that environment variable. Repeatable; replaces a same-named header
     /// from the client or from --header-file.
@@ -36,9 +37,10 @@ pub(crate) struct ServeArgs {
     /// process list. Read before the --header flags.
     #[arg(long, value_name = "PATH")]
     pub(crate) header_file: Option<std::path::PathBuf>,
-    /// Address to listen on. Anything but loopback requires an inbound token.
-    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
-    pub(crate) listen: SocketAddr,
+    /// Address to listen on (default 127.0.0.1:8787). Anything but loopback requires an
+    /// inbound token.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
     /// Path of the MCP endpoint.
     #[arg(long, default_value = "/mcp", value_name = "PATH")]
     pub(crate) mcp_path: String,
@@ -65,9 +67,13 @@ pub(crate) struct ServeArgs {
     /// How long open requests may continue after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) drain_timeout: Duration,
-    /// Log filter (`info`, `debug`, `info,toolgate_proxy=debug`); logs go to stderr.
-    #[arg(long, default_value = "info", value_name = "FILTER")]
-    pub(crate) log_level: String,
+    /// Log filter (`info`, `debug`, `info,toolgate_proxy=debug`; default `info`); logs go to
+    /// stderr.
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+    /// Composio mode's configuration flags (`--config`, `--user-id`, `--require`, ...).
+    #[command(flatten)]
+    pub(crate) composio: super::gateway::ComposioFlags,
 }
 
 /// Why the flags cannot be used (reported as one stderr line, exit code 64).
@@ -116,7 +122,7 @@ fn is_loopback_host(url: &url::Url) -> bool {
 }
 
 /// Turns flags (and the environment, for `${VAR}` and the token) into the library's config.
-fn plan(args: &ServeArgs) -> Result<ServePlan, ServeSetupError> {
+fn plan(args: &ServeArgs, upstream: &url::Url) -> Result<ServePlan, ServeSetupError> {
     let lookup = |name: &str| std::env::var(name).ok();
     let mut headers = Vec::new();
     if let Some(path) = &args.header_file {
@@ -137,9 +143,10 @@ fn plan(args: &ServeArgs) -> Result<ServePlan, ServeSetupError> {
     for header in &args.headers {
         headers.push(parse_header_arg(header, &lookup).map_err(ServeSetupError::Header)?);
     }
-    match args.upstream.scheme() {
+    let listen = args.listen.unwrap_or(super::gateway::DEFAULT_LISTEN);
+    match upstream.scheme() {
         "https" => {}
-        "http" if is_loopback_host(&args.upstream) || args.allow_http => {}
+        "http" if is_loopback_host(upstream) || args.allow_http => {}
         "http" => return Err(ServeSetupError::PlainHttp),
         _ => return Err(ServeSetupError::UpstreamScheme),
     }
@@ -147,8 +154,8 @@ fn plan(args: &ServeArgs) -> Result<ServePlan, ServeSetupError> {
         .ok()
         .filter(|token| !token.is_empty())
         .map(SecretString::from);
-    if bearer_token.is_none() && !args.listen.ip().is_loopback() {
-        return Err(ServeSetupError::TokenRequired(args.listen));
+    if bearer_token.is_none() && !listen.ip().is_loopback() {
+        return Err(ServeSetupError::TokenRequired(listen));
     }
     let config = ProxyConfig {
         mcp_path: args.mcp_path.clone(),
@@ -167,7 +174,7 @@ fn plan(args: &ServeArgs) -> Result<ServePlan, ServeSetupError> {
         .map_err(toolgate_proxy::gateway::ProxyError::from)?;
     Ok(ServePlan {
         config,
-        target: UpstreamTarget::new(args.upstream.clone(), header_map(headers)),
+        target: UpstreamTarget::new(upstream.clone(), header_map(headers)),
     })
 }
 
@@ -185,8 +192,11 @@ fn init_logging(filter: &str) {
 
 /// Runs `toolgate serve` until SIGINT or SIGTERM, then drains.
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    init_logging(&args.log_level);
-    let plan = match plan(&args) {
+    let Some(upstream) = args.upstream.clone() else {
+        return super::gateway::run_composio_serve(&args);
+    };
+    init_logging(args.log_level.as_deref().unwrap_or("info"));
+    let plan = match plan(&args, &upstream) {
         Ok(plan) => plan,
         Err(error) => {
             eprintln!("toolgate: {error}");
@@ -203,7 +213,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(args.listen, plan))
+    runtime.block_on(serve(
+        args.listen.unwrap_or(super::gateway::DEFAULT_LISTEN),
+        plan,
+    ))
 }
 
 async fn serve(listen: SocketAddr, plan: ServePlan) -> ExitCode {
