@@ -1,3 +1,5 @@
 //! End-to-end tests of the built binary.
 
 mod http_serve;
+mod stdio_lifecycle;
+mod stdio_peers;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod http;
+pub mod stdio;
 
 use std::path::{Path, PathBuf};
 

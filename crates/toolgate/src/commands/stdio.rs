@@ -1,0 +1,235 @@
+//! `toolgate stdio`: the stdio face for clients that only launch local processes (Claude
+//! Desktop). Generic mode, `--upstream URL --header 'Name: value'`, is a drop-in for
+//! `npx mcp-remote URL --header ...` with the same header conventions.
+//!
+//! stdout belongs to MCP messages: logs go to stderr, a panic message goes to stderr, and only
+//! the bridge's writer task touches stdout. The process exits explicitly once the bridge
+//! returns, because a pending read on tokio's stdin would otherwise hold the runtime open.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use toolgate_proxy::events::NoEvents;
+use toolgate_proxy::gate::GateState;
+use toolgate_proxy::header_args::{header_map, parse_header_arg, parse_header_file};
+use toolgate_proxy::stdio::{StdioConfig, StdioExit, run_stdio};
+use toolgate_proxy::upstream::UpstreamTarget;
+use tracing_subscriber::EnvFilter;
+use url::Url;
+
+/// Arguments of `toolgate stdio`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StdioArgs {
+    /// The upstream Streamable HTTP MCP endpoint, e.g. `https://example.com/mcp`.
+    #[arg(long)]
+    pub(crate) upstream: String,
+    /// A header added to every upstream request: `Name: value` or `Name:value`; `${VAR}` in the
+    /// value is replaced by that environment variable. Repeatable; overrides `--header-file`.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub(crate) headers: Vec<String>,
+    /// A file of headers, one `Name: value` per line (`#` comments), to keep secrets out of the
+    /// process list.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) header_file: Option<PathBuf>,
+    /// Allow a plain-HTTP upstream that is not on this machine (headers would cross the network
+    /// unencrypted).
+    #[arg(long)]
+    pub(crate) allow_http: bool,
+    /// Log filter for stderr, e.g. `info` or `toolgate_proxy=debug`. `RUST_LOG` wins when set.
+    /// Quiet (`warn`) by default: Claude Desktop shows stderr in its MCP log.
+    #[arg(long, env = "TOOLGATE_LOG_LEVEL", default_value = "warn")]
+    pub(crate) log_level: String,
+}
+
+/// Exit code for a usage or configuration error (`EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
+pub(crate) fn run(args: StdioArgs) -> ExitCode {
+    // Before anything can panic: a panic message must never reach stdout.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(std::io::stderr(), "toolgate stdio: internal error: {info}");
+    }));
+    init_logging(&args.log_level);
+    let target = match upstream_target(&args) {
+        Ok(target) => target,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "toolgate stdio: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "toolgate stdio: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(bridge(target));
+    // Exit now: tokio's stdin read cannot be cancelled, and dropping the runtime would wait
+    // for it. Everything worth flushing was flushed by the bridge's writer.
+    std::process::exit(code)
+}
+
+async fn bridge(target: UpstreamTarget) -> i32 {
+    tracing::info!(upstream = ?target, "bridging stdio to the upstream");
+    let (_upstream_tx, upstream_rx) = watch::channel(Some(target));
+    // Generic mode has no Composio session and nothing to connect: the gate is always open.
+    let (_gate_tx, gate_rx) = watch::channel(GateState::Open);
+    let result = run_stdio(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        StdioConfig::default(),
+        upstream_rx,
+        gate_rx,
+        Arc::new(NoEvents),
+        shutdown_signal(),
+    )
+    .await;
+    match result {
+        Ok(StdioExit::InputClosed) => {
+            tracing::info!("stdin closed; exiting");
+            0
+        }
+        Ok(StdioExit::Shutdown) => {
+            tracing::info!("signal received; exiting");
+            0
+        }
+        Err(error) => {
+            tracing::error!(%error, "stdio bridge failed");
+            let _ = writeln!(std::io::stderr(), "toolgate stdio: {error}");
+            1
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::builder().parse(level))
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// The upstream URL and headers from the flags, or a one-line reason they cannot work.
+fn upstream_target(args: &StdioArgs) -> Result<UpstreamTarget, String> {
+    let url = Url::parse(&args.upstream)
+        .map_err(|error| format!("--upstream {:?} is not a URL: {error}", args.upstream))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if args.allow_http || is_loopback(&url) => {}
+        "http" => {
+            return Err(format!(
+                "--upstream {}: plain HTTP to another machine would send the headers \
+                 unencrypted; use https or pass --allow-http",
+                toolgate_proxy::upstream::redacted_url(&url)
+            ));
+        }
+        other => return Err(format!("--upstream: unsupported scheme {other:?}")),
+    }
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut headers = Vec::new();
+    if let Some(path) = &args.header_file {
+        let contents = std::fs::read_to_string(path)
+            .map_err(|error| format!("--header-file {}: {error}", path.display()))?;
+        headers.extend(
+            parse_header_file(&contents, &lookup)
+                .map_err(|error| format!("--header-file {}: {error}", path.display()))?,
+        );
+    }
+    for arg in &args.headers {
+        headers.push(parse_header_arg(arg, &lookup).map_err(|error| format!("--header: {error}"))?);
+    }
+    Ok(UpstreamTarget::new(url, header_map(headers)))
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(upstream: &str, headers: &[&str]) -> StdioArgs {
+        StdioArgs {
+            upstream: upstream.to_owned(),
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            header_file: None,
+            allow_http: false,
+            log_level: "warn".to_owned(),
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        assert!(upstream_target(&args("http://127.0.0.1:3001/mcp", &[])).is_ok());
+        assert!(upstream_target(&args("http://localhost/mcp", &[])).is_ok());
+        assert!(upstream_target(&args("https://mcp.example/mcp", &[])).is_ok());
+        let error = upstream_target(&args("http://mcp.example/mcp", &[])).unwrap_err();
+        assert!(error.contains("--allow-http"), "{error}");
+        let mut allowed = args("http://mcp.example/mcp", &[]);
+        allowed.allow_http = true;
+        assert!(upstream_target(&allowed).is_ok());
+        assert!(upstream_target(&args("ftp://x/mcp", &[])).is_err());
+        assert!(upstream_target(&args("not a url", &[])).is_err());
+    }
+
+    #[test]
+    fn headers_from_flags_and_file_later_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("headers");
+        std::fs::write(&file, "# secrets\nX-Team: red\nX-File: yes\n").unwrap();
+        let mut with_file = args("https://mcp.example/mcp", &["X-Team:blue", "X-A: 1"]);
+        with_file.header_file = Some(file);
+        let target = upstream_target(&with_file).unwrap();
+        assert_eq!(target.headers["x-team"], "blue");
+        assert_eq!(target.headers["x-file"], "yes");
+        assert_eq!(target.headers["x-a"], "1");
+        let error = upstream_target(&args("https://mcp.example/mcp", &["broken"])).unwrap_err();
+        assert!(error.starts_with("--header:"), "{error}");
+        let mut missing = args("https://mcp.example/mcp", &[]);
+        missing.header_file = Some(dir.path().join("absent"));
+        assert!(
+            upstream_target(&missing)
+                .unwrap_err()
+                .starts_with("--header-file")
+        );
+    }
+}
