@@ -1,6 +1,8 @@
 //! The Streamable HTTP gateway over real sockets: a scripted upstream on 127.0.0.1:0 that
 //! records what it receives, the gateway on another port, and reqwest as the client.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -10,6 +12,14 @@ use serde_json::{Value, json};
 use support::{Harness, HarnessOptions, Recorded};
 use toolgate_proxy::config::{ProxyConfig, WaitMode};
 use toolgate_proxy::gate::{GateState, PendingToolkit};
+
+/// The next body chunk; a stalled stream fails the test instead of hanging it.
+async fn chunk(response: &mut reqwest::Response) -> Option<bytes::Bytes> {
+    tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("no data for 10 s: the stream is stalled or buffered")
+        .unwrap()
+}
 
 fn gmail() -> PendingToolkit {
     PendingToolkit {
@@ -97,7 +107,7 @@ async fn sse_is_streamed_frame_by_frame_with_ids_and_retry_intact() {
     // The upstream holds the rest of the stream until the test releases it, so seeing the
     // first progress event here proves the gateway does not buffer.
     while !received.contains("\"progress\":1") {
-        let chunk = response.chunk().await.unwrap().expect("stream ended early");
+        let chunk = chunk(&mut response).await.expect("stream ended early");
         received.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(
@@ -106,7 +116,7 @@ async fn sse_is_streamed_frame_by_frame_with_ids_and_retry_intact() {
     );
     assert!(!received.contains("\"result\""));
     harness.upstream.release_stream();
-    while let Some(chunk) = response.chunk().await.unwrap() {
+    while let Some(chunk) = chunk(&mut response).await {
         received.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(received.contains(": keep-alive comment\n"));
@@ -130,7 +140,7 @@ async fn dropping_the_client_drops_the_upstream_stream() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let first = response.chunk().await.unwrap().unwrap();
+    let first = chunk(&mut response).await.unwrap();
     assert_eq!(
         &first[..],
         b"id: ev-42\ndata: {\"resumedAfter\":\"ev-41\"}\n\n"
@@ -432,7 +442,7 @@ async fn wait_mode_with_a_progress_token_streams_progress_then_the_upstream_answ
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut received = String::new();
     while !received.contains("\n\n") {
-        let chunk = response.chunk().await.unwrap().unwrap();
+        let chunk = chunk(&mut response).await.unwrap();
         received.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     let data = received
@@ -451,7 +461,7 @@ async fn wait_mode_with_a_progress_token_streams_progress_then_the_upstream_answ
     assert_eq!(harness.upstream.count().await, 0);
     harness.gate.send_replace(GateState::Open);
     harness.upstream.release_stream();
-    while let Some(chunk) = response.chunk().await.unwrap() {
+    while let Some(chunk) = chunk(&mut response).await {
         received.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(received.contains("id: ev-2\n"), "{received}");
@@ -716,12 +726,12 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .send()
         .await
         .unwrap();
-    let first = response.chunk().await.unwrap().unwrap();
+    let first = chunk(&mut response).await.unwrap();
     assert!(!first.is_empty());
     harness.shutdown.cancel();
     harness.upstream.release_stream();
     let mut rest = String::new();
-    while let Some(chunk) = response.chunk().await.unwrap() {
+    while let Some(chunk) = chunk(&mut response).await {
         rest.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(rest.contains("\"result\""), "{rest}");
@@ -730,4 +740,117 @@ async fn shutdown_lets_in_flight_requests_finish() {
         harness.client.post(harness.url()).send().await.is_err(),
         "still accepting after shutdown"
     );
+}
+
+/// Deterministic xorshift, so a failure reproduces.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[tokio::test]
+async fn arbitrary_bodies_and_headers_never_break_the_gateway() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let fragments = [
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        ":",
+        ",",
+        "\"method\"",
+        "\"tools/call\"",
+        "\"id\"",
+        "1",
+        "null",
+        "\"params\"",
+        "{\"_meta\":",
+        "\"progressToken\"",
+        "\\u0000",
+        "\u{e9}",
+        "1e999",
+        "-0",
+        "\"jsonrpc\":\"2.0\"",
+        " ",
+        "\n",
+        "true",
+    ];
+    let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+    let mut bodies: Vec<Vec<u8>> = (0..300)
+        .map(|_| {
+            let length = noise.next() % 24;
+            (0..length)
+                .map(|_| noise.pick(&fragments))
+                .collect::<String>()
+                .into_bytes()
+        })
+        .collect();
+    bodies.push(vec![0xff, 0xfe, 0x00, 0x7b]);
+    // Deep nesting hits serde_json's recursion limit: an error, not a stack overflow.
+    bodies.push(format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes());
+    bodies.push(
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{}}}",
+            "{\"a\":".repeat(5000) + "1" + &"}".repeat(5000)
+        )
+        .into_bytes(),
+    );
+    for body in bodies {
+        let response = harness
+            .client
+            .post(harness.url())
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .header(
+                "Mcp-Session-Id",
+                noise
+                    .pick(&["s", "\u{1}", "sess-1", ""])
+                    .replace('\u{1}', "x"),
+            )
+            .header(
+                "MCP-Protocol-Version",
+                noise.pick(&["2026-07-28", "junk", "2025-03-26"]),
+            )
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            [200, 202, 400].contains(&status),
+            "{status} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        let text = response.text().await.unwrap();
+        if status == 400 {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(answer["jsonrpc"], "2.0");
+        }
+    }
+    // Nothing that a JSON parser reads as a tools/call got through while the gate was closed.
+    for seen in harness.upstream.all() {
+        let parsed: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+        let messages = parsed.as_array().cloned().unwrap_or_else(|| vec![parsed]);
+        assert!(
+            messages.iter().all(|m| m["method"] != "tools/call"),
+            "forwarded while closed: {:?}",
+            String::from_utf8_lossy(&seen.body)
+        );
+    }
+    assert!(harness.events.count(Recorded::Request) >= 303);
 }

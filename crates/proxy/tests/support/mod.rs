@@ -108,6 +108,10 @@ impl Upstream {
             .expect("the upstream saw no request")
     }
 
+    pub fn all(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
     pub async fn count(&self) -> usize {
         self.state.seen.lock().unwrap().len()
     }
