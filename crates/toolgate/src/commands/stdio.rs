@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use toolgate_proxy::events::NoEvents;
+use toolgate_proxy::events::{NoEvents, ProxyEvents};
 use toolgate_proxy::gate::GateState;
 use toolgate_proxy::header_args::{header_map, parse_header_arg, parse_header_file};
 use toolgate_proxy::stdio::{StdioConfig, StdioExit, run_stdio};
@@ -47,11 +47,16 @@ pub(crate) struct StdioArgs {
 /// Exit code for a usage or configuration error (`EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
 
-pub(crate) fn run(args: StdioArgs) -> ExitCode {
-    // Before anything can panic: a panic message must never reach stdout.
+/// Sends panic messages to stderr only. Installed before anything else runs: a panic message
+/// on stdout would corrupt the client's message stream.
+pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let _ = writeln!(std::io::stderr(), "toolgate stdio: internal error: {info}");
     }));
+}
+
+pub(crate) fn run(args: StdioArgs) -> ExitCode {
+    install_panic_hook();
     init_logging(&args.log_level);
     let target = match upstream_target(&args) {
         Ok(target) => target,
@@ -70,24 +75,40 @@ pub(crate) fn run(args: StdioArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(bridge(target));
+    let code = runtime.block_on(async {
+        tracing::info!(upstream = ?target, "bridging stdio to the upstream");
+        let (_upstream_tx, upstream_rx) = watch::channel(Some(target));
+        // Generic mode has no Composio session and nothing to connect: the gate is always open.
+        let (_gate_tx, gate_rx) = watch::channel(GateState::Open);
+        bridge(
+            StdioConfig::default(),
+            upstream_rx,
+            gate_rx,
+            Arc::new(NoEvents),
+        )
+        .await
+    });
     // Exit now: tokio's stdin read cannot be cancelled, and dropping the runtime would wait
     // for it. Everything worth flushing was flushed by the bridge's writer.
     std::process::exit(code)
 }
 
-async fn bridge(target: UpstreamTarget) -> i32 {
-    tracing::info!(upstream = ?target, "bridging stdio to the upstream");
-    let (_upstream_tx, upstream_rx) = watch::channel(Some(target));
-    // Generic mode has no Composio session and nothing to connect: the gate is always open.
-    let (_gate_tx, gate_rx) = watch::channel(GateState::Open);
+/// Bridges the process's stdin/stdout until EOF or SIGINT/SIGTERM; returns the exit code.
+/// The caller exits the process with it right away (see the module docs). Composio mode calls
+/// this with the session's upstream and gate channels.
+pub(crate) async fn bridge(
+    config: StdioConfig,
+    upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
+    gate_rx: watch::Receiver<GateState>,
+    events: Arc<dyn ProxyEvents>,
+) -> i32 {
     let result = run_stdio(
         tokio::io::stdin(),
         tokio::io::stdout(),
-        StdioConfig::default(),
+        config,
         upstream_rx,
         gate_rx,
-        Arc::new(NoEvents),
+        events,
         shutdown_signal(),
     )
     .await;
