@@ -24,6 +24,8 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// Field-level details (`errors` in the envelope); omitted when empty.
     pub(crate) errors: Vec<String>,
+    /// The `Allow` header of a 405.
+    pub(crate) allow: Option<String>,
 }
 
 impl ApiError {
@@ -33,6 +35,7 @@ impl ApiError {
             status,
             message: message.into(),
             errors: Vec::new(),
+            allow: None,
         }
     }
 
@@ -44,6 +47,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: "Validation error while processing request".to_owned(),
             errors: vec![detail.into()],
+            allow: None,
         }
     }
 
@@ -77,7 +81,14 @@ impl ApiError {
         if !self.errors.is_empty() {
             error["errors"] = json!(self.errors);
         }
-        json_response(self.status, &json!({ "error": error }))
+        let mut response = json_response(self.status, &json!({ "error": error }));
+        if let Some(allow) = self
+            .allow
+            .and_then(|allow| HeaderValue::from_str(&allow).ok())
+        {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
     }
 }
 

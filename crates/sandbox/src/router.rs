@@ -236,14 +236,17 @@ fn allow(method: &Method, allowed: &[Method]) -> Result<(), ApiError> {
     if allowed.contains(method) {
         Ok(())
     } else {
-        let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-        Err(ApiError::new(
+        let names = allowed
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!(
-                "Method {method} is not allowed here; allowed: {}",
-                names.join(", ")
-            ),
-        ))
+            format!("Method {method} is not allowed here; allowed: {names}"),
+        );
+        error.allow = Some(names);
+        Err(error)
     }
 }
 

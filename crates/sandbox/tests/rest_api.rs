@@ -317,6 +317,13 @@ async fn validation_errors_use_the_envelope() {
         .send(Method::GET, SESSION, Some(DEMO_API_KEY), None)
         .await;
     wrong.assert_error(405);
+    assert_eq!(
+        wrong
+            .headers
+            .get("allow")
+            .and_then(|value| value.to_str().ok()),
+        Some("POST")
+    );
     client
         .send(
             Method::PUT,
