@@ -677,3 +677,102 @@ async fn conformance_suite_through_toolgate_matches_direct_and_passes_dns_rebind
         "{through_out}"
     );
 }
+
+#[tokio::test]
+async fn protocol_2026_07_28_stateless_requests_pass_with_their_mcp_headers() {
+    let upstream = toolgate_tests::http::PythonUpstream::start().await.unwrap();
+    let gateway = ToolgateServe::start(
+        &[
+            "--upstream",
+            &upstream.url,
+            "--header",
+            "X-Api-Key: ${E2E_KEY}",
+        ],
+        &[("E2E_KEY", "key-2026")],
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("modern.py");
+    // `Client(url)` probes with `server/discover`; this upstream answers it, so the whole
+    // conversation is 2026-07-28: no session, `Mcp-Method`/`Mcp-Name` on every POST.
+    std::fs::write(
+        &script,
+        r#"
+import sys, json, anyio
+from mcp import Client
+async def main():
+    async with Client(sys.argv[1]) as client:
+        print("version", client.protocol_version)
+        echo = await client.call_tool("echo", {"message": "modern"})
+        print("echo", [c.text for c in echo.content if c.type == "text"][0])
+        seen = await client.call_tool("headers", {})
+        print("headers", [c.text for c in seen.content if c.type == "text"][0].replace("\n", ""))
+anyio.run(main)
+"#,
+    )
+    .unwrap();
+    let output = run(
+        &python().unwrap(),
+        &[script.to_str().unwrap(), &gateway.url],
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("version 2026-07-28"), "{stdout}");
+    assert!(stdout.contains("echo Echo: modern"), "{stdout}");
+    let headers: Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("headers "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(headers["mcp-protocol-version"], "2026-07-28");
+    assert_eq!(headers["mcp-method"], "tools/call");
+    assert_eq!(headers["mcp-name"], "headers");
+    assert_eq!(headers["x-api-key"], "key-2026");
+    assert!(headers.get("mcp-session-id").is_none(), "{headers}");
+}
+
+#[tokio::test]
+async fn a_2025_03_26_batch_passes_through() {
+    let upstream = ServerEverything::start().await.unwrap();
+    let gateway = ToolgateServe::start(&["--upstream", &upstream.url], &[])
+        .await
+        .unwrap();
+    let mut mcp = RawMcp::new(&gateway.url);
+    mcp.protocol_version = "2025-03-26".into();
+    mcp.initialize().await.unwrap();
+    let batch = json!([
+        {"jsonrpc":"2.0","id":"b1","method":"tools/call","params":{"name":"echo","arguments":{"message":"one"}}},
+        {"jsonrpc":"2.0","id":"b2","method":"tools/call","params":{"name":"get-sum","arguments":{"a":2,"b":3}}}
+    ]);
+    let response = mcp.post(&batch).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answers = messages(&response.text().await.unwrap());
+    let flat: Vec<&Value> = answers
+        .iter()
+        .flat_map(|answer| {
+            answer
+                .as_array()
+                .map_or_else(|| vec![answer], |all| all.iter().collect())
+        })
+        .collect();
+    let text_of = |id: &str| {
+        flat.iter()
+            .find(|answer| answer["id"] == id)
+            .and_then(|answer| answer["result"]["content"][0]["text"].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(text_of("b1").as_deref(), Some("Echo: one"));
+    assert!(
+        text_of("b2").is_some_and(|text| text.contains('5')),
+        "{flat:?}"
+    );
+}

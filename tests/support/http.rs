@@ -207,6 +207,8 @@ pub struct RawMcp {
     pub session: Option<String>,
     /// Headers sent on every request (e.g. a test `Authorization`).
     pub extra: Vec<(String, String)>,
+    /// The protocol version offered at `initialize` and sent after it.
+    pub protocol_version: String,
 }
 
 impl RawMcp {
@@ -216,6 +218,7 @@ impl RawMcp {
             url: url.to_owned(),
             session: None,
             extra: Vec::new(),
+            protocol_version: "2025-11-25".to_owned(),
         }
     }
 
@@ -230,7 +233,7 @@ impl RawMcp {
         if let Some(session) = &self.session {
             request = request
                 .header("Mcp-Session-Id", session)
-                .header("MCP-Protocol-Version", "2025-11-25");
+                .header("MCP-Protocol-Version", &self.protocol_version);
         }
         for (name, value) in &self.extra {
             request = request.header(name, value);
@@ -241,7 +244,7 @@ impl RawMcp {
     /// `initialize` + `notifications/initialized`; remembers the session id.
     pub async fn initialize(&mut self) -> anyhow::Result<()> {
         let init = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}});
+            "protocolVersion": self.protocol_version,"capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}});
         let response = self.post(&init).send().await?;
         if !response.status().is_success() {
             bail!("initialize answered {}", response.status());
@@ -276,4 +279,45 @@ pub fn messages(body: &str) -> Vec<serde_json::Value> {
             serde_json::from_str(&data.join("\n")).ok()
         })
         .collect()
+}
+
+/// An upstream written with the Python `mcp` 2.x SDK (stateful by default; it speaks
+/// 2026-07-28 to clients that ask for it), with tools `echo` and `headers` (the HTTP headers
+/// it received), on a free port.
+pub struct PythonUpstream {
+    pub process: Process,
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PythonUpstream {
+    pub async fn start() -> anyhow::Result<Self> {
+        let python = crate::peer("venv/bin/python")?;
+        let dir = tempfile::tempdir()?;
+        let script = dir.path().join("upstream.py");
+        std::fs::write(
+            &script,
+            "import sys\n\
+             from mcp.server.mcpserver import MCPServer, Context\n\
+             mcp = MCPServer('py-upstream')\n\
+             @mcp.tool()\n\
+             def echo(message: str) -> str:\n    return f'Echo: {message}'\n\
+             @mcp.tool()\n\
+             def headers(ctx: Context) -> dict:\n    return dict(ctx.headers or {})\n\
+             mcp.run('streamable-http', host='127.0.0.1', port=int(sys.argv[1]))\n",
+        )?;
+        let port = crate::free_port()?;
+        let mut command = Command::new(python);
+        command.arg(&script).arg(port.to_string());
+        let mut process = Process::spawn("python upstream", command)?;
+        process
+            .wait_for_line(|line| line.contains("Uvicorn running"))
+            .await?;
+        Ok(Self {
+            process,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            _dir: dir,
+        })
+    }
 }
