@@ -54,7 +54,7 @@ const FORM_LIMIT: usize = 8 * 1024;
 
 /// How long `/callback` waits by default for the tracker to confirm a reported success before
 /// answering (the tracker's re-check is one or two Composio calls).
-pub(crate) const CALLBACK_CONFIRM_WAIT: Duration = Duration::from_secs(8);
+pub(crate) const CALLBACK_CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything the routes need.
 pub(crate) struct App {
