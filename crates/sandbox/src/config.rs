@@ -218,8 +218,73 @@ fn toolkit_key(slug: &str) -> Result<String, ApiError> {
     known_toolkits(vec![slug.to_owned()]).map(|mut slugs| slugs.remove(0))
 }
 
+/// The echoed `config` under construction.
+type Echo = Map<String, Value>;
+
+/// A top-level field, with `null` treated as absent.
+fn field<'a>(request: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    request.get(key).filter(|value| !value.is_null())
+}
+
 /// Validates a create (or merged PATCH) body and builds the session configuration.
 pub(crate) fn parse(request: &Map<String, Value>) -> Result<SessionConfig, ApiError> {
+    let mut echo = Echo::new();
+    let user_id = parse_user_id(request, &mut echo)?;
+    let (manage_connections, wait_for_connections, callback_url) =
+        parse_manage_connections(request, &mut echo)?;
+    let toolkits = parse_toolkits(request, &mut echo)?;
+    let auth_configs = parse_auth_configs(request, &mut echo)?;
+    // multi_account first: it decides how many accounts a toolkit may pin.
+    let max_pins = parse_multi_account(request, &mut echo)?;
+    let connected_accounts = parse_connected_accounts(request, max_pins, &mut echo)?;
+    if let Some(value) = field(request, "tools") {
+        let mut echoed = Map::new();
+        for (slug, rule) in object(value, "tools")? {
+            let path = format!("tools.{slug}");
+            echoed.insert(toolkit_key(slug)?, echo_enable_disable(rule, &path, true)?);
+        }
+        echo.insert("tools".to_owned(), Value::Object(echoed));
+    }
+    if let Some(value) = field(request, "tags") {
+        echo.insert("tags".to_owned(), echo_tags(value, "tags")?);
+    }
+    let workbench = parse_workbench(request, &mut echo)?;
+    let search = single_flag(request, "search", "enable", true, &mut echo)?;
+    let multi_execute = single_flag(request, "execute", "enable_multi_execute", true, &mut echo)?;
+    parse_preload(request, &mut echo)?;
+    let proxy_execute = match field(request, "proxy_execute") {
+        None => false,
+        Some(_) => single_flag(request, "proxy_execute", "enable", false, &mut echo)?,
+    };
+    match request.get("instant") {
+        None | Some(Value::Null | Value::Bool(false)) => {
+            echo.insert("instant".to_owned(), json!(false));
+        }
+        Some(Value::Object(map)) => {
+            echo.insert("instant".to_owned(), Value::Object(map.clone()));
+        }
+        Some(other) => return Err(expected("instant", "false or object", other)),
+    }
+    let submit_feedback = parse_submit_feedback(request)?;
+    Ok(SessionConfig {
+        user_id,
+        manage_connections,
+        wait_for_connections,
+        callback_url,
+        toolkits,
+        auth_configs,
+        connected_accounts,
+        search,
+        multi_execute,
+        workbench,
+        proxy_execute,
+        submit_feedback,
+        echo: Value::Object(echo),
+    })
+}
+
+/// `user_id`: a non-empty string.
+fn parse_user_id(request: &Map<String, Value>, echo: &mut Echo) -> Result<String, ApiError> {
     let user_id = match request.get("user_id") {
         Some(Value::String(user_id)) if !user_id.is_empty() => user_id.clone(),
         Some(Value::String(_)) => {
@@ -230,216 +295,217 @@ pub(crate) fn parse(request: &Map<String, Value>) -> Result<SessionConfig, ApiEr
         Some(other) => return Err(expected("user_id", "string", other)),
         None => return Err(ApiError::validation("Error in payload.user_id: Required")),
     };
-    let mut echo = Map::new();
     echo.insert("user_id".to_owned(), json!(user_id));
+    Ok(user_id)
+}
 
-    // manage_connections: an object, never a bool.
-    let (manage_connections, wait_for_connections, callback_url) = match request
-        .get("manage_connections")
+/// `manage_connections`: an object, never a bool; echoed with `enabled`. Returns
+/// `(enable, enable_wait_for_connections, callback_url)`.
+fn parse_manage_connections(
+    request: &Map<String, Value>,
+    echo: &mut Echo,
+) -> Result<(bool, bool, Option<String>), ApiError> {
+    let Some(value) = field(request, "manage_connections") else {
+        echo.insert(
+            "manage_connections".to_owned(),
+            json!({"enabled": true, "enable_wait_for_connections": false, "enable_connection_removal": true}),
+        );
+        return Ok((true, false, None));
+    };
+    let path = "manage_connections";
+    let map = object(value, path)?;
+    only_keys(
+        map,
+        &[
+            "enable",
+            "callback_url",
+            "enable_wait_for_connections",
+            "enable_connection_removal",
+        ],
+        path,
+    )?;
+    let enable = opt_bool(map, "enable", path)?.unwrap_or(true);
+    let wait = opt_bool(map, "enable_wait_for_connections", path)?.unwrap_or(false);
+    let removal = opt_bool(map, "enable_connection_removal", path)?.unwrap_or(true);
+    let callback_url = match map.get("callback_url") {
+        None | Some(Value::Null) => None,
+        Some(url) => Some(validate_url(url, "manage_connections.callback_url")?),
+    };
+    let mut echoed = json!({"enabled": enable, "enable_wait_for_connections": wait, "enable_connection_removal": removal});
+    if let Some(url) = &callback_url {
+        echoed["callback_url"] = json!(url);
+    }
+    echo.insert(path.to_owned(), echoed);
+    Ok((enable, wait, callback_url))
+}
+
+/// `toolkits`: exactly `{"enable":[..]}` or `{"disable":[..]}` (each optionally with
+/// `require_approval`), or only `{"require_approval":[..]}`. A bare array or `enabled` is the
+/// documented 400 `Error in payload.toolkits: Invalid input`.
+fn parse_toolkits(
+    request: &Map<String, Value>,
+    echo: &mut Echo,
+) -> Result<ToolkitFilter, ApiError> {
+    let Some(value) = field(request, "toolkits") else {
+        return Ok(ToolkitFilter::All);
+    };
+    let map = value.as_object().ok_or_else(|| invalid_input("toolkits"))?;
+    let unexpected_key = map
+        .keys()
+        .any(|key| !matches!(key.as_str(), "enable" | "disable" | "require_approval"));
+    if unexpected_key
+        || (map.contains_key("enable") && map.contains_key("disable"))
+        || map.is_empty()
     {
-        None | Some(Value::Null) => {
-            echo.insert(
-                "manage_connections".to_owned(),
-                json!({"enabled": true, "enable_wait_for_connections": false, "enable_connection_removal": true}),
-            );
-            (true, false, None)
-        }
-        Some(value) => {
-            let map = object(value, "manage_connections")?;
-            only_keys(
-                map,
-                &[
-                    "enable",
-                    "callback_url",
-                    "enable_wait_for_connections",
-                    "enable_connection_removal",
-                ],
-                "manage_connections",
-            )?;
-            let enable = opt_bool(map, "enable", "manage_connections")?.unwrap_or(true);
-            let wait = opt_bool(map, "enable_wait_for_connections", "manage_connections")?
-                .unwrap_or(false);
-            let removal =
-                opt_bool(map, "enable_connection_removal", "manage_connections")?.unwrap_or(true);
-            let callback_url = match map.get("callback_url") {
-                None | Some(Value::Null) => None,
-                Some(url) => Some(validate_url(url, "manage_connections.callback_url")?),
-            };
-            let mut echoed = json!({"enabled": enable, "enable_wait_for_connections": wait, "enable_connection_removal": removal});
-            if let Some(url) = &callback_url {
-                echoed["callback_url"] = json!(url);
-            }
-            echo.insert("manage_connections".to_owned(), echoed);
-            (enable, wait, callback_url)
-        }
+        return Err(invalid_input("toolkits"));
+    }
+    let list = |key: &str| -> Result<Option<Vec<String>>, ApiError> {
+        map.get(key)
+            .map(|value| string_array(value, &format!("toolkits.{key}")).and_then(known_toolkits))
+            .transpose()
     };
-
-    // toolkits: exactly {"enable":[..]} or {"disable":[..]} (each optionally with
-    // require_approval), or only {"require_approval":[..]}. A bare array or `enabled` is the
-    // documented 400.
-    let toolkits = match request.get("toolkits") {
-        None | Some(Value::Null) => ToolkitFilter::All,
-        Some(value) => {
-            let map = value.as_object().ok_or_else(|| invalid_input("toolkits"))?;
-            if map
-                .keys()
-                .any(|key| !matches!(key.as_str(), "enable" | "disable" | "require_approval"))
-                || (map.contains_key("enable") && map.contains_key("disable"))
-                || map.is_empty()
-            {
-                return Err(invalid_input("toolkits"));
-            }
-            let list = |key: &str| -> Result<Option<Vec<String>>, ApiError> {
-                map.get(key)
-                    .map(|value| {
-                        string_array(value, &format!("toolkits.{key}")).and_then(known_toolkits)
-                    })
-                    .transpose()
-            };
-            let approval = list("require_approval")?;
-            let (filter, mut echoed) = if let Some(enable) = list("enable")? {
-                (
-                    ToolkitFilter::Enable(enable.clone()),
-                    json!({"enabled": enable}),
-                )
-            } else if let Some(disable) = list("disable")? {
-                (
-                    ToolkitFilter::Disable(disable.clone()),
-                    json!({"disabled": disable}),
-                )
-            } else {
-                (ToolkitFilter::All, json!({}))
-            };
-            if let Some(approval) = approval {
-                echoed["require_approval"] = json!(approval);
-            }
-            echo.insert("toolkits".to_owned(), echoed);
-            filter
-        }
+    let approval = list("require_approval")?;
+    let (filter, mut echoed) = if let Some(enable) = list("enable")? {
+        (
+            ToolkitFilter::Enable(enable.clone()),
+            json!({"enabled": enable}),
+        )
+    } else if let Some(disable) = list("disable")? {
+        (
+            ToolkitFilter::Disable(disable.clone()),
+            json!({"disabled": disable}),
+        )
+    } else {
+        (ToolkitFilter::All, json!({}))
     };
+    if let Some(approval) = approval {
+        echoed["require_approval"] = json!(approval);
+    }
+    echo.insert("toolkits".to_owned(), echoed);
+    Ok(filter)
+}
 
-    // auth_configs: toolkit → ac_ id of an auth config that exists for that toolkit.
+/// `auth_configs`: toolkit → `ac_` id of an auth config that exists for that toolkit.
+fn parse_auth_configs(
+    request: &Map<String, Value>,
+    echo: &mut Echo,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let mut auth_configs = BTreeMap::new();
-    if let Some(value) = request.get("auth_configs").filter(|value| !value.is_null()) {
-        for (slug, id) in object(value, "auth_configs")? {
-            let id = id
-                .as_str()
-                .ok_or_else(|| expected(&format!("auth_configs.{slug}"), "string", id))?;
-            let slug = toolkit_key(slug)?;
-            if !id.starts_with("ac_") {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid auth config id '{id}': auth config ids start with ac_"
-                )));
-            }
-            let owner = catalog::find_by_auth_config(id).map(|toolkit| toolkit.slug);
-            if owner != Some(slug.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "Auth config {id} not found for toolkit {slug}"
-                )));
-            }
-            auth_configs.insert(slug, id.to_owned());
+    let Some(value) = field(request, "auth_configs") else {
+        return Ok(auth_configs);
+    };
+    for (slug, id) in object(value, "auth_configs")? {
+        let id = id
+            .as_str()
+            .ok_or_else(|| expected(&format!("auth_configs.{slug}"), "string", id))?;
+        let slug = toolkit_key(slug)?;
+        if !id.starts_with("ac_") {
+            return Err(ApiError::bad_request(format!(
+                "Invalid auth config id '{id}': auth config ids start with ac_"
+            )));
         }
-        echo.insert("auth_configs".to_owned(), json!(auth_configs));
+        if catalog::find_by_auth_config(id).map(|toolkit| toolkit.slug) != Some(slug.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Auth config {id} not found for toolkit {slug}"
+            )));
+        }
+        auth_configs.insert(slug, id.to_owned());
     }
+    echo.insert("auth_configs".to_owned(), json!(auth_configs));
+    Ok(auth_configs)
+}
 
-    // multi_account, read before connected_accounts because it decides how many pins a toolkit may have.
-    let mut max_pins = 1;
-    if let Some(value) = request
-        .get("multi_account")
-        .filter(|value| !value.is_null())
-    {
-        let map = object(value, "multi_account")?;
-        only_keys(
-            map,
-            &[
-                "enable",
-                "max_accounts_per_toolkit",
-                "require_explicit_selection",
-            ],
-            "multi_account",
-        )?;
-        let enable = opt_bool(map, "enable", "multi_account")?;
-        let explicit = opt_bool(map, "require_explicit_selection", "multi_account")?;
-        let max = match map.get("max_accounts_per_toolkit") {
-            None | Some(Value::Null) => None,
-            Some(value) => match value.as_u64() {
-                Some(max) if (2..=10).contains(&max) => Some(max),
-                _ => {
-                    return Err(ApiError::validation(
-                        "Error in payload.multi_account.max_accounts_per_toolkit: Number must be between 2 and 10",
-                    ));
-                }
-            },
-        };
-        if enable == Some(true) {
-            max_pins = usize::try_from(max.unwrap_or(5)).unwrap_or(5);
-        }
-        let mut echoed = Map::new();
-        if let Some(enable) = enable {
-            echoed.insert("enable".to_owned(), json!(enable));
-        }
-        if let Some(max) = max {
-            echoed.insert("max_accounts_per_toolkit".to_owned(), json!(max));
-        }
-        if let Some(explicit) = explicit {
-            echoed.insert("require_explicit_selection".to_owned(), json!(explicit));
-        }
-        echo.insert("multi_account".to_owned(), Value::Object(echoed));
+/// `multi_account`; returns how many accounts a toolkit may pin (1 unless enabled).
+fn parse_multi_account(request: &Map<String, Value>, echo: &mut Echo) -> Result<usize, ApiError> {
+    let Some(value) = field(request, "multi_account") else {
+        return Ok(1);
+    };
+    let path = "multi_account";
+    let map = object(value, path)?;
+    only_keys(
+        map,
+        &[
+            "enable",
+            "max_accounts_per_toolkit",
+            "require_explicit_selection",
+        ],
+        path,
+    )?;
+    let enable = opt_bool(map, "enable", path)?;
+    let explicit = opt_bool(map, "require_explicit_selection", path)?;
+    let max = match map.get("max_accounts_per_toolkit") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_u64() {
+            Some(max) if (2..=10).contains(&max) => Some(max),
+            _ => {
+                return Err(ApiError::validation(
+                    "Error in payload.multi_account.max_accounts_per_toolkit: Number must be between 2 and 10",
+                ));
+            }
+        },
+    };
+    let mut echoed = Map::new();
+    if let Some(enable) = enable {
+        echoed.insert("enable".to_owned(), json!(enable));
     }
+    if let Some(max) = max {
+        echoed.insert("max_accounts_per_toolkit".to_owned(), json!(max));
+    }
+    if let Some(explicit) = explicit {
+        echoed.insert("require_explicit_selection".to_owned(), json!(explicit));
+    }
+    echo.insert(path.to_owned(), Value::Object(echoed));
+    // Five accounts per toolkit is the documented default once multi-account is on.
+    let allowed = if enable == Some(true) {
+        max.unwrap_or(5)
+    } else {
+        1
+    };
+    Ok(usize::try_from(allowed).unwrap_or(1))
+}
 
-    // connected_accounts: toolkit → array of ca_ ids (a plain string, the older shape, is
-    // wrapped). Whether the ids exist is the store's check.
+/// `connected_accounts`: toolkit → array of `ca_` ids (a plain string, the older shape, is
+/// wrapped). Whether the ids exist is the store's check.
+fn parse_connected_accounts(
+    request: &Map<String, Value>,
+    max_pins: usize,
+    echo: &mut Echo,
+) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
     let mut connected_accounts = BTreeMap::new();
-    if let Some(value) = request
-        .get("connected_accounts")
-        .filter(|value| !value.is_null())
-    {
-        for (slug, ids) in object(value, "connected_accounts")? {
-            let path = format!("connected_accounts.{slug}");
-            let ids = match ids {
-                Value::String(id) => vec![id.clone()],
-                other => string_array(other, &path)?,
-            };
-            let slug = toolkit_key(slug)?;
-            if ids.is_empty() || ids.len() > max_pins {
-                return Err(ApiError::validation(format!(
-                    "Error in payload.{path}: expected between 1 and {max_pins} connected account id(s)"
-                )));
-            }
-            if let Some(bad) = ids.iter().find(|id| !id.starts_with("ca_")) {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid connected account id '{bad}': ids start with ca_"
-                )));
-            }
-            connected_accounts.insert(slug, ids);
+    let Some(value) = field(request, "connected_accounts") else {
+        return Ok(connected_accounts);
+    };
+    for (slug, ids) in object(value, "connected_accounts")? {
+        let path = format!("connected_accounts.{slug}");
+        let ids = match ids {
+            Value::String(id) => vec![id.clone()],
+            other => string_array(other, &path)?,
+        };
+        let slug = toolkit_key(slug)?;
+        if ids.is_empty() || ids.len() > max_pins {
+            return Err(ApiError::validation(format!(
+                "Error in payload.{path}: expected between 1 and {max_pins} connected account id(s)"
+            )));
         }
-        echo.insert("connected_accounts".to_owned(), json!(connected_accounts));
-    }
-
-    if let Some(value) = request.get("tools").filter(|value| !value.is_null()) {
-        let mut echoed = Map::new();
-        for (slug, rule) in object(value, "tools")? {
-            let path = format!("tools.{slug}");
-            let slug = toolkit_key(slug)?;
-            echoed.insert(slug, echo_enable_disable(rule, &path, true)?);
+        if let Some(bad) = ids.iter().find(|id| !id.starts_with("ca_")) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid connected account id '{bad}': ids start with ca_"
+            )));
         }
-        echo.insert("tools".to_owned(), Value::Object(echoed));
+        connected_accounts.insert(slug, ids);
     }
+    echo.insert("connected_accounts".to_owned(), json!(connected_accounts));
+    Ok(connected_accounts)
+}
 
-    if let Some(value) = request.get("tags").filter(|value| !value.is_null()) {
-        echo.insert("tags".to_owned(), echo_tags(value, "tags")?);
-    }
-
-    let workbench = match request.get("workbench").filter(|value| !value.is_null()) {
-        None => {
-            echo.insert(
-                "workbench".to_owned(),
-                json!({"enable": true, "proxy_execution_enabled": false, "auto_offload_threshold": 20000, "sandbox_size": "standard"}),
-            );
-            true
-        }
+/// `workbench`: `{enable, enable_proxy_execution, auto_offload_threshold, sandbox_size}`,
+/// echoed with `proxy_execution_enabled`. Returns `enable` (default true).
+fn parse_workbench(request: &Map<String, Value>, echo: &mut Echo) -> Result<bool, ApiError> {
+    let path = "workbench";
+    let (enable, proxy, threshold, size) = match field(request, path) {
+        None => (true, false, json!(20000), "standard".to_owned()),
         Some(value) => {
-            let map = object(value, "workbench")?;
+            let map = object(value, path)?;
             only_keys(
                 map,
                 &[
@@ -448,10 +514,8 @@ pub(crate) fn parse(request: &Map<String, Value>) -> Result<SessionConfig, ApiEr
                     "auto_offload_threshold",
                     "sandbox_size",
                 ],
-                "workbench",
+                path,
             )?;
-            let enable = opt_bool(map, "enable", "workbench")?.unwrap_or(true);
-            let proxy = opt_bool(map, "enable_proxy_execution", "workbench")?.unwrap_or(false);
             let threshold = match map.get("auto_offload_threshold") {
                 None | Some(Value::Null) => json!(20000),
                 Some(Value::Number(number)) => Value::Number(number.clone()),
@@ -476,104 +540,68 @@ pub(crate) fn parse(request: &Map<String, Value>) -> Result<SessionConfig, ApiEr
                     ));
                 }
             };
-            echo.insert(
-                "workbench".to_owned(),
-                json!({"enable": enable, "proxy_execution_enabled": proxy, "auto_offload_threshold": threshold, "sandbox_size": size}),
-            );
-            enable
+            let enable = opt_bool(map, "enable", path)?.unwrap_or(true);
+            let proxy = opt_bool(map, "enable_proxy_execution", path)?.unwrap_or(false);
+            (enable, proxy, threshold, size)
         }
     };
+    echo.insert(
+        path.to_owned(),
+        json!({"enable": enable, "proxy_execution_enabled": proxy, "auto_offload_threshold": threshold, "sandbox_size": size}),
+    );
+    Ok(enable)
+}
 
-    let search = single_flag(request, "search", "enable", &mut echo)?;
-    let multi_execute = single_flag(request, "execute", "enable_multi_execute", &mut echo)?;
-
-    match request.get("preload").filter(|value| !value.is_null()) {
-        None => {
-            echo.insert("preload".to_owned(), json!({"tools": []}));
-        }
+/// `preload`: `{tools: [slugs] | "all"}`, echoed as given (default `{"tools": []}`).
+fn parse_preload(request: &Map<String, Value>, echo: &mut Echo) -> Result<(), ApiError> {
+    let tools = match field(request, "preload") {
+        None => json!([]),
         Some(value) => {
             let map = object(value, "preload")?;
             only_keys(map, &["tools"], "preload")?;
-            let tools = match map.get("tools") {
+            match map.get("tools") {
                 Some(Value::String(all)) if all == "all" => json!("all"),
                 Some(list) => json!(string_array(list, "preload.tools")?),
                 None => json!([]),
-            };
-            echo.insert("preload".to_owned(), json!({ "tools": tools }));
-        }
-    }
-
-    let proxy_execute = match request
-        .get("proxy_execute")
-        .filter(|value| !value.is_null())
-    {
-        None => false,
-        Some(value) => {
-            let map = object(value, "proxy_execute")?;
-            only_keys(map, &["enable"], "proxy_execute")?;
-            let enable = opt_bool(map, "enable", "proxy_execute")?.unwrap_or(false);
-            echo.insert("proxy_execute".to_owned(), json!({ "enable": enable }));
-            enable
-        }
-    };
-
-    match request.get("instant") {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => {
-            echo.insert("instant".to_owned(), json!(false));
-        }
-        Some(Value::Object(map)) => {
-            echo.insert("instant".to_owned(), Value::Object(map.clone()));
-        }
-        Some(other) => return Err(expected("instant", "false or object", other)),
-    }
-
-    let submit_feedback = match request.get("experimental").filter(|value| !value.is_null()) {
-        None => false,
-        Some(value) => {
-            let map = object(value, "experimental")?;
-            match map.get("submit_feedback") {
-                None | Some(Value::Null) => false,
-                Some(feedback) => opt_bool(
-                    object(feedback, "experimental.submit_feedback")?,
-                    "enable",
-                    "experimental.submit_feedback",
-                )?
-                .unwrap_or(false),
             }
         }
     };
-
-    Ok(SessionConfig {
-        user_id,
-        manage_connections,
-        wait_for_connections,
-        callback_url,
-        toolkits,
-        auth_configs,
-        connected_accounts,
-        search,
-        multi_execute,
-        workbench,
-        proxy_execute,
-        submit_feedback,
-        echo: Value::Object(echo),
-    })
+    echo.insert("preload".to_owned(), json!({ "tools": tools }));
+    Ok(())
 }
 
-/// `search: {enable}` / `execute: {enable_multi_execute}`: one boolean defaulting to true,
-/// echoed as given.
+/// `experimental.submit_feedback.enable` (default false). The rest of `experimental` is
+/// accepted and ignored.
+fn parse_submit_feedback(request: &Map<String, Value>) -> Result<bool, ApiError> {
+    let Some(value) = field(request, "experimental") else {
+        return Ok(false);
+    };
+    match object(value, "experimental")?.get("submit_feedback") {
+        None | Some(Value::Null) => Ok(false),
+        Some(feedback) => Ok(opt_bool(
+            object(feedback, "experimental.submit_feedback")?,
+            "enable",
+            "experimental.submit_feedback",
+        )?
+        .unwrap_or(false)),
+    }
+}
+
+/// A one-flag object such as `search: {enable}` / `execute: {enable_multi_execute}`, echoed
+/// with its value (absent → `default`).
 fn single_flag(
     request: &Map<String, Value>,
     key: &str,
     flag: &str,
-    echo: &mut Map<String, Value>,
+    default: bool,
+    echo: &mut Echo,
 ) -> Result<bool, ApiError> {
-    let enabled = match request.get(key).filter(|value| !value.is_null()) {
-        None => true,
+    let enabled = match field(request, key) {
+        None => default,
         Some(value) => {
             let map = object(value, key)?;
             only_keys(map, &[flag], key)?;
-            opt_bool(map, flag, key)?.unwrap_or(true)
+            opt_bool(map, flag, key)?.unwrap_or(default)
         }
     };
     echo.insert(key.to_owned(), json!({ flag: enabled }));
