@@ -364,35 +364,37 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
-/// The only code that writes stdout: one line per message, flushed whenever the queue is empty.
+/// The only code that writes stdout: one line per message. Whatever is queued is written as
+/// one batch and flushed, so a burst costs one write, and a lone message is never held back.
 /// On `finish` it writes what is already queued and stops.
 async fn write_lines<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut lines: mpsc::Receiver<Vec<u8>>,
     mut finish: oneshot::Receiver<()>,
 ) -> io::Result<()> {
+    let mut batch = Vec::new();
     loop {
+        batch.clear();
         let line = tokio::select! {
             line = lines.recv() => line,
-            _ = &mut finish => {
-                while let Ok(line) = lines.try_recv() {
-                    writer.write_all(&line).await?;
-                    writer.write_all(b"\n").await?;
-                }
-                writer.flush().await?;
-                return Ok(());
-            }
+            _ = &mut finish => None,
         };
         let Some(line) = line else {
+            while let Ok(line) = lines.try_recv() {
+                batch.extend_from_slice(&line);
+                batch.push(b'\n');
+            }
+            writer.write_all(&batch).await?;
             writer.flush().await?;
             return Ok(());
         };
-        writer.write_all(&line).await?;
-        writer.write_all(b"\n").await?;
+        batch.extend_from_slice(&line);
+        batch.push(b'\n');
         while let Ok(line) = lines.try_recv() {
-            writer.write_all(&line).await?;
-            writer.write_all(b"\n").await?;
+            batch.extend_from_slice(&line);
+            batch.push(b'\n');
         }
+        writer.write_all(&batch).await?;
         writer.flush().await?;
     }
 }

@@ -103,8 +103,8 @@ pub(crate) async fn bridge(
     events: Arc<dyn ProxyEvents>,
 ) -> i32 {
     let result = run_stdio(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
+        stdin_reader(),
+        stdout_writer(),
         config,
         upstream_rx,
         gate_rx,
@@ -127,6 +127,40 @@ pub(crate) async fn bridge(
             1
         }
     }
+}
+
+/// stdin as an async reader. When it is a pipe (how MCP clients launch servers) it is read
+/// through the reactor, without a blocking-pool thread hop per read; otherwise (a terminal, a
+/// file) through tokio's blocking stdin.
+fn stdin_reader() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        let pipe = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd);
+        if let Ok(pipe) = pipe {
+            return Box::new(pipe);
+        }
+    }
+    Box::new(tokio::io::stdin())
+}
+
+/// stdout as an async writer, through the reactor when it is a pipe (see [`stdin_reader`]).
+fn stdout_writer() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        let pipe = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(tokio::net::unix::pipe::Sender::from_owned_fd);
+        if let Ok(pipe) = pipe {
+            return Box::new(pipe);
+        }
+    }
+    Box::new(tokio::io::stdout())
 }
 
 /// Completes on SIGINT or SIGTERM.
