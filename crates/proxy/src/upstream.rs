@@ -101,9 +101,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Headers a client must never get to pass to the upstream: its own credentials (token
 /// passthrough is forbidden by the MCP security guidance, and the upstream's credentials are
 /// toolgate's), the Host of the proxy, and browser context the upstream has no business seeing.
-/// `content-length` is recomputed by the client library from the forwarded body.
+/// `content-length` is recomputed by the client library from the forwarded body, and `expect`
+/// (`100-continue`) was already answered by toolgate's own server when it read the body.
 fn is_withheld_from_upstream(name: &HeaderName) -> bool {
     name == header::HOST
+        || name == header::EXPECT
         || name == header::AUTHORIZATION
         || name == header::COOKIE
         || name == header::ORIGIN
@@ -205,6 +207,7 @@ mod tests {
             ("x-private", "1"),
             ("keep-alive", "timeout=5"),
             ("content-length", "10"),
+            ("expect", "100-continue"),
             ("x-api-key", "client-supplied"),
             ("accept", "application/json, text/event-stream"),
             ("mcp-session-id", "s1"),
@@ -227,6 +230,7 @@ mod tests {
             "x-private",
             "keep-alive",
             "content-length",
+            "expect",
         ] {
             assert!(!out.contains_key(dropped), "{dropped} was forwarded");
         }
