@@ -81,6 +81,8 @@ enum Failure {
     Status { status: StatusCode, body: Bytes },
     /// The upstream ended the answer stream without answering and it could not be resumed.
     NoAnswer,
+    /// The upstream's answer is larger than `max_message_bytes`.
+    TooLarge(usize),
     /// The session was lost and the client never sent an `initialize` to replay.
     SessionLost,
     /// stdout is gone: nobody is left to answer.
@@ -108,6 +110,7 @@ impl Failure {
             | Self::Transport
             | Self::CredentialsRefused(_)
             | Self::NoAnswer
+            | Self::TooLarge(_)
             | Self::SessionLost
             | Self::OutputClosed => StatusCode::BAD_GATEWAY,
         }
@@ -165,6 +168,12 @@ impl Failure {
                 Some(id),
                 INTERNAL_ERROR,
                 "the upstream MCP server ended its response without answering this request",
+                None,
+            ),
+            Self::TooLarge(limit) => error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                &format!("the upstream's answer is larger than toolgate's limit of {limit} bytes"),
                 None,
             ),
             Self::SessionLost => error_response(
@@ -597,12 +606,18 @@ impl Bridge {
                 self.relay_stream(response, Some(awaited), is_initialize)
                     .await?
             } else {
-                let body = read_bounded(response, self.config.max_message_bytes).await;
-                if body.trim_ascii().is_empty() {
+                let body = read_bounded(response, self.config.max_message_bytes + 1).await;
+                if body.len() > self.config.max_message_bytes {
+                    return Err(Failure::TooLarge(self.config.max_message_bytes));
+                }
+                if !self
+                    .relay_message(&body, Some(awaited), is_initialize)
+                    .await?
+                {
+                    // Empty, not JSON, or an answer to something else: the caller must not
+                    // wait for an answer that will never come.
                     return Err(Failure::NoAnswer);
                 }
-                self.relay_message(&body, Some(awaited), is_initialize)
-                    .await?;
                 Relayed::Done
             };
             let (last_event_id, retry) = match relayed {
@@ -951,6 +966,11 @@ impl Bridge {
                         }
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                             self.events.upstream_credentials_refused(status);
+                            self.listener_gone(generation);
+                            return;
+                        }
+                        // A 2xx that is not an event stream carries no server messages.
+                        _ if status.is_success() => {
                             self.listener_gone(generation);
                             return;
                         }

@@ -864,3 +864,50 @@ async fn shutdown_signal_stops_the_bridge() {
     fake.wait_for("DELETE", |r| r.method == http::Method::DELETE)
         .await;
 }
+
+#[tokio::test]
+async fn a_new_upstream_target_gets_the_session_replayed() {
+    let (first, first_url, _first_server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let (second, second_url, _second_server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let mut h = Harness::start(
+        Some(target(&first_url)),
+        GateState::Open,
+        StdioConfig::default(),
+    );
+    h.handshake(json!({})).await;
+    first
+        .wait_for("initialized", |r| {
+            r.json()["method"] == "notifications/initialized"
+        })
+        .await;
+    // E.g. the Composio session was re-created: the bridge moves the client's session along.
+    h.upstream_tx.send(Some(target(&second_url))).unwrap();
+    h.send(json!({"jsonrpc":"2.0","id":"after-move","method":"tools/list"}))
+        .await;
+    let (answer, before) = h.answer_to(json!("after-move")).await;
+    assert_eq!(answer["result"]["method"], "tools/list");
+    assert!(
+        before.is_empty(),
+        "the replay leaked to the client: {before:?}"
+    );
+    let replayed = second
+        .wait_for("initialize", |r| r.json()["method"] == "initialize")
+        .await;
+    assert_eq!(replayed.json()["params"]["clientInfo"]["name"], "t");
+    second
+        .wait_for("initialized", |r| {
+            r.json()["method"] == "notifications/initialized"
+        })
+        .await;
+    let list = second
+        .wait_for("the call", |r| r.json()["id"] == "after-move")
+        .await;
+    assert_eq!(list.header("mcp-session-id"), Some("s1"));
+    assert!(
+        first
+            .requests()
+            .iter()
+            .all(|r| r.json()["id"] != "after-move")
+    );
+    h.close().await.unwrap();
+}
