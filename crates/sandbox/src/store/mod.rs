@@ -14,25 +14,19 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::StatusCode;
 use rand::Rng as _;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use self::queries::{AccountQuery, LinkRequest, ToolkitQuery};
 use crate::catalog::{self, Toolkit};
 use crate::config::{self, SessionConfig, ToolkitFilter};
-use crate::http::{ApiError, comma_list};
+use crate::http::ApiError;
 use crate::mcp::{McpWorld, SessionView};
 
-/// Page size when a list request gives no `limit` (the real default is undocumented).
-const DEFAULT_PAGE_SIZE: usize = 20;
-/// The toolkits list's documented maximum page size.
-const MAX_TOOLKITS_PAGE_SIZE: usize = 50;
-/// The connected-accounts list's maximum page size.
-const MAX_ACCOUNTS_PAGE_SIZE: usize = 1000;
+mod queries;
 
 /// A project: the index of its API key in the configured key list (the key itself is never
 /// stored in the state, so no Debug output can leak it).
@@ -183,7 +177,12 @@ fn human_duration(duration: Duration) -> String {
             format!("{count} {unit}s")
         }
     };
-    if seconds >= 60 && seconds.is_multiple_of(60) {
+    if duration.subsec_nanos() != 0 {
+        plural(
+            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            "millisecond",
+        )
+    } else if seconds >= 60 && seconds.is_multiple_of(60) {
         plural(seconds / 60, "minute")
     } else if seconds > 0 {
         plural(seconds, "second")
@@ -192,65 +191,6 @@ fn human_duration(duration: Duration) -> String {
             u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             "millisecond",
         )
-    }
-}
-
-/// One page of a list: which slice of the items to return.
-struct Page {
-    number: usize,
-    limit: usize,
-}
-
-impl Page {
-    /// Reads `cursor` (base64 of `{"page","limit"}`) and `limit` (overrides the cursor's).
-    fn from_query(query: &HashMap<String, String>, max_limit: usize) -> Result<Self, ApiError> {
-        let mut page = Self {
-            number: 1,
-            limit: DEFAULT_PAGE_SIZE,
-        };
-        if let Some(cursor) = query.get("cursor").filter(|cursor| !cursor.is_empty()) {
-            let decoded = BASE64
-                .decode(cursor)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-                .and_then(|value| {
-                    let number = usize::try_from(value.get("page")?.as_u64()?).ok()?;
-                    let limit = usize::try_from(value.get("limit")?.as_u64()?).ok()?;
-                    Some((number, limit))
-                })
-                .filter(|(number, limit)| *number >= 1 && (1..=max_limit).contains(limit));
-            let (number, limit) = decoded.ok_or_else(|| ApiError::bad_request("Invalid cursor"))?;
-            page = Self { number, limit };
-        }
-        if let Some(limit) = query.get("limit") {
-            match limit.parse::<usize>() {
-                Ok(limit) if (1..=max_limit).contains(&limit) => page.limit = limit,
-                _ => {
-                    return Err(ApiError::validation(format!(
-                        "Error in query.limit: Number must be between 1 and {max_limit}, max allowed is {max_limit}"
-                    )));
-                }
-            }
-        }
-        Ok(page)
-    }
-
-    /// Renders `{items, next_cursor, total_pages, current_page, total_items}` for `all`.
-    fn render(&self, all: Vec<Value>) -> Value {
-        let total_items = all.len();
-        let total_pages = total_items.div_ceil(self.limit).max(1);
-        let start = (self.number - 1).saturating_mul(self.limit);
-        let items: Vec<Value> = all.into_iter().skip(start).take(self.limit).collect();
-        let next_cursor = (self.number < total_pages).then(|| {
-            BASE64.encode(json!({"page": self.number + 1, "limit": self.limit}).to_string())
-        });
-        json!({
-            "items": items,
-            "next_cursor": next_cursor,
-            "total_pages": total_pages,
-            "current_page": self.number,
-            "total_items": total_items,
-        })
     }
 }
 
@@ -534,81 +474,24 @@ impl Store {
         query: &HashMap<String, String>,
         base_url: &str,
     ) -> Result<Value, ApiError> {
-        let page = Page::from_query(query, MAX_TOOLKITS_PAGE_SIZE)?;
-        let only_connected = match query.get("is_connected").map(String::as_str) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Error in query.is_connected: Expected boolean",
-                ));
-            }
-        };
-        let requested = comma_list(query.get("toolkits")).map(|slugs| {
-            slugs
-                .iter()
-                .map(|slug| slug.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        });
-        let search = query
-            .get("search")
-            .map(|text| text.trim().to_lowercase())
-            .filter(|text| !text.is_empty());
+        let query = ToolkitQuery::parse(query)?;
         let state = self.lock();
         let session = state.session(project, session_id)?;
         let items = catalog::all()
             .iter()
-            .filter(|toolkit| match &requested {
-                // An explicit `toolkits` filter overrides the session's toolkit config.
-                Some(requested) => requested.iter().any(|slug| slug == toolkit.slug),
-                None => session.config.toolkits.allows(toolkit.slug),
-            })
-            .filter(|toolkit| {
-                search.as_ref().is_none_or(|search| {
-                    toolkit.slug.contains(search.as_str())
-                        || toolkit.name.to_lowercase().contains(search.as_str())
-                        || toolkit.description.to_lowercase().contains(search.as_str())
-                })
-            })
+            .filter(|toolkit| query.lists(toolkit, &session.config.toolkits))
             .filter_map(|toolkit| {
                 let account = if toolkit.is_no_auth() {
                     None
                 } else {
                     state.visible_account(session, toolkit.slug)
                 };
-                if only_connected && account.is_none_or(|account| account.status != Status::Active)
-                {
-                    return None;
-                }
-                let mut item = json!({
-                    "slug": toolkit.slug,
-                    "name": toolkit.name,
-                    "enabled": session.config.toolkits.allows(toolkit.slug),
-                    "is_no_auth": toolkit.is_no_auth(),
-                    "composio_managed_auth_schemes": toolkit.composio_managed_auth_schemes(),
-                    "meta": {
-                        "logo": format!("{base_url}/_sandbox/logos/{}.svg", toolkit.slug),
-                        "description": toolkit.description,
-                        "isNoAuth": toolkit.is_no_auth(),
-                    },
-                });
-                if let Some(account) = account {
-                    item["connected_account"] = json!({
-                        "id": account.id,
-                        "user_id": account.user_id,
-                        "status": account.status.as_str(),
-                        "created_at": timestamp(account.created_at),
-                        "auth_config": {
-                            "id": account.auth_config_id,
-                            "auth_scheme": toolkit.auth_scheme(),
-                            "is_composio_managed": toolkit.is_composio_managed(),
-                        },
-                    });
-                }
-                Some(item)
+                let connected = account.is_some_and(|account| account.status == Status::Active);
+                (connected || !query.only_connected)
+                    .then(|| toolkit_item(toolkit, &session.config.toolkits, account, base_url))
             })
             .collect();
-        Ok(page.render(items))
+        Ok(query.page.render(items))
     }
 
     /// `POST /tool_router/session/{id}/link`: a new INITIATED account and its Connect Link.
@@ -619,72 +502,15 @@ impl Store {
         body: &Map<String, Value>,
         base_url: &str,
     ) -> Result<Value, ApiError> {
-        let toolkit_slug = match body.get("toolkit") {
-            Some(Value::String(slug)) if !slug.is_empty() => slug.clone(),
-            Some(Value::String(_)) => {
-                return Err(ApiError::validation(
-                    "Error in payload.toolkit: String must contain at least 1 character(s)",
-                ));
-            }
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Error in payload.toolkit: Expected string",
-                ));
-            }
-            None => return Err(ApiError::validation("Error in payload.toolkit: Required")),
-        };
-        let callback_url = match body.get("callback_url") {
-            None | Some(Value::Null) => None,
-            Some(url) => Some(config::validate_url(url, "callback_url")?),
-        };
-        let alias = match body.get("alias") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(alias)) if !alias.is_empty() => Some(alias.clone()),
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Error in payload.alias: Expected a non-empty string",
-                ));
-            }
-        };
-        let (account_type, experimental) = link_experimental(body.get("experimental"))?;
-
+        let request = LinkRequest::parse(body)?;
         let mut state = self.lock();
         let session = state.session(project, session_id)?;
-        let toolkit = catalog::find(&toolkit_slug)
-            .ok_or_else(|| ApiError::not_found(format!("Toolkit '{toolkit_slug}' not found")))?;
-        if toolkit.is_no_auth() {
-            return Err(ApiError::bad_request(format!(
-                "Toolkit '{}' does not require authentication; no connection is needed",
-                toolkit.slug
-            )));
-        }
-        if !session.config.toolkits.allows(toolkit.slug) {
-            return Err(ApiError::bad_request(format!(
-                "Toolkit '{}' is not enabled for this session",
-                toolkit.slug
-            )));
-        }
-        if session.config.connected_accounts.contains_key(toolkit.slug) {
-            return Err(ApiError::bad_request(format!(
-                "A connected account is already defined for this toolkit in the session configuration ({})",
-                toolkit.slug
-            )));
-        }
-        let auth_config_id = session
-            .config
-            .auth_configs
-            .get(toolkit.slug)
-            .cloned()
-            .or_else(|| toolkit.default_auth_config_id())
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "No auth config found for toolkit '{}'. Create an auth config for it in your project first.",
-                    toolkit.slug
-                ))
-            })?;
+        let (toolkit, auth_config_id) = linkable_toolkit(session, &request.toolkit)?;
         let user_id = session.config.user_id.clone();
-        let callback_url = callback_url.or_else(|| session.config.callback_url.clone());
-        if let Some(alias) = &alias {
+        let callback_url = request
+            .callback_url
+            .or_else(|| session.config.callback_url.clone());
+        if let Some(alias) = &request.alias {
             let taken = state.accounts.values().any(|account| {
                 account.project == project
                     && !account.deleted
@@ -719,11 +545,11 @@ impl Store {
                 updated_at: now,
                 sequence,
                 initiated_at: Instant::now(),
-                alias,
+                alias: request.alias,
                 link_token: link_token.clone(),
                 redirect_url: redirect_url.clone(),
                 callback_url,
-                account_type,
+                account_type: request.account_type,
                 deleted: false,
             },
         );
@@ -732,7 +558,7 @@ impl Store {
             "link_token": link_token,
             "redirect_url": redirect_url,
         });
-        if let Some(experimental) = experimental {
+        if let Some(experimental) = request.experimental {
             response["experimental"] = experimental;
         }
         Ok(response)
@@ -744,93 +570,18 @@ impl Store {
         project: ProjectId,
         query: &HashMap<String, String>,
     ) -> Result<Value, ApiError> {
-        let page = Page::from_query(query, MAX_ACCOUNTS_PAGE_SIZE)?;
-        let user_ids = comma_list(query.get("user_ids"));
-        let toolkit_slugs = comma_list(query.get("toolkit_slugs")).map(|slugs| {
-            slugs
-                .iter()
-                .map(|slug| slug.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        });
-        let auth_config_ids = comma_list(query.get("auth_config_ids"));
-        let account_ids = comma_list(query.get("connected_account_ids"));
-        let statuses = match comma_list(query.get("statuses")) {
-            None => None,
-            Some(names) => Some(
-                names
-                    .iter()
-                    .map(|name| {
-                        Status::parse(name).ok_or_else(|| {
-                            ApiError::validation(format!(
-                                "Error in query.statuses: Invalid enum value '{name}'. Expected one of INITIALIZING, INITIATED, ACTIVE, FAILED, EXPIRED, INACTIVE, REVOKED"
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        let by_updated = match query.get("order_by").map(String::as_str) {
-            None | Some("created_at") => false,
-            Some("updated_at") => true,
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Error in query.order_by: Expected 'created_at' | 'updated_at'",
-                ));
-            }
-        };
-        let ascending = match query.get("order_direction").map(String::as_str) {
-            None | Some("desc") => false,
-            Some("asc") => true,
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Error in query.order_direction: Expected 'asc' | 'desc'",
-                ));
-            }
-        };
-        let shared_only = match query.get("account_type").map(String::as_str) {
-            None | Some("ALL") => None,
-            Some("PRIVATE") => Some("PRIVATE"),
-            Some("SHARED") => Some("SHARED"),
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Error in query.account_type: Expected 'PRIVATE' | 'SHARED' | 'ALL'",
-                ));
-            }
-        };
-        let contains = |list: &Option<Vec<String>>, value: &str| {
-            list.as_ref()
-                .is_none_or(|list| list.iter().any(|item| item == value))
-        };
+        let query = AccountQuery::parse(query)?;
         let state = self.lock();
         let mut accounts: Vec<&Account> = state
             .accounts
             .values()
             .filter(|account| account.project == project && !account.deleted)
-            .filter(|account| contains(&user_ids, &account.user_id))
-            .filter(|account| contains(&toolkit_slugs, account.toolkit.slug))
-            .filter(|account| contains(&auth_config_ids, &account.auth_config_id))
-            .filter(|account| contains(&account_ids, &account.id))
-            .filter(|account| {
-                statuses
-                    .as_ref()
-                    .is_none_or(|statuses| statuses.contains(&account.status))
-            })
-            .filter(|account| shared_only.is_none_or(|kind| account.account_type == kind))
+            .filter(|account| query.matches(account))
             .collect();
-        accounts.sort_by_key(|account| {
-            (
-                if by_updated {
-                    account.updated_at
-                } else {
-                    account.created_at
-                },
-                account.sequence,
-            )
-        });
-        if !ascending {
-            accounts.reverse();
-        }
-        Ok(page.render(accounts.into_iter().map(Account::to_json).collect()))
+        query.sort(&mut accounts);
+        Ok(query
+            .page
+            .render(accounts.into_iter().map(Account::to_json).collect()))
     }
 
     /// `GET /connected_accounts/{id}`.
@@ -1023,37 +774,77 @@ fn check_pins(state: &State, project: ProjectId, config: &SessionConfig) -> Resu
     Ok(())
 }
 
-/// `experimental` of a link request: `{account_type, acl_config_for_shared}`.
-fn link_experimental(value: Option<&Value>) -> Result<(&'static str, Option<Value>), ApiError> {
-    let Some(value) = value.filter(|value| !value.is_null()) else {
-        return Ok(("PRIVATE", None));
-    };
-    let map = value
-        .as_object()
-        .ok_or_else(|| ApiError::validation("Error in payload.experimental: Expected object"))?;
-    let account_type = match map.get("account_type").and_then(Value::as_str) {
-        None => "PRIVATE",
-        Some("PRIVATE") => "PRIVATE",
-        Some("SHARED") => "SHARED",
-        Some(_) => {
-            return Err(ApiError::validation(
-                "Error in payload.experimental.account_type: Expected 'PRIVATE' | 'SHARED'",
-            ));
-        }
-    };
-    let acl = map
-        .get("acl_config_for_shared")
-        .filter(|acl| !acl.is_null());
-    if acl.is_some() && account_type != "SHARED" {
-        return Err(ApiError::bad_request(
-            "acl_config_for_shared is only valid on SHARED connections",
-        ));
+/// The toolkit a session may mint a link for, and the auth config to use: 404 for an unknown
+/// toolkit or one without an auth config, 400 for no-auth, disabled or pinned toolkits.
+fn linkable_toolkit(session: &Session, slug: &str) -> Result<(&'static Toolkit, String), ApiError> {
+    let toolkit = catalog::find(slug)
+        .ok_or_else(|| ApiError::not_found(format!("Toolkit '{slug}' not found")))?;
+    if toolkit.is_no_auth() {
+        return Err(ApiError::bad_request(format!(
+            "Toolkit '{}' does not require authentication; no connection is needed",
+            toolkit.slug
+        )));
     }
-    let mut echoed = json!({ "account_type": account_type });
-    if let Some(acl) = acl {
-        echoed["acl_config_for_shared"] = acl.clone();
+    if !session.config.toolkits.allows(toolkit.slug) {
+        return Err(ApiError::bad_request(format!(
+            "Toolkit '{}' is not enabled for this session",
+            toolkit.slug
+        )));
     }
-    Ok((account_type, Some(echoed)))
+    if session.config.connected_accounts.contains_key(toolkit.slug) {
+        return Err(ApiError::bad_request(format!(
+            "A connected account is already defined for this toolkit in the session configuration ({})",
+            toolkit.slug
+        )));
+    }
+    let auth_config_id = session
+        .config
+        .auth_configs
+        .get(toolkit.slug)
+        .cloned()
+        .or_else(|| toolkit.default_auth_config_id())
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "No auth config found for toolkit '{}'. Create an auth config for it in your project first.",
+                toolkit.slug
+            ))
+        })?;
+    Ok((toolkit, auth_config_id))
+}
+
+/// One item of a session's toolkit listing.
+fn toolkit_item(
+    toolkit: &Toolkit,
+    filter: &ToolkitFilter,
+    account: Option<&Account>,
+    base_url: &str,
+) -> Value {
+    let mut item = json!({
+        "slug": toolkit.slug,
+        "name": toolkit.name,
+        "enabled": filter.allows(toolkit.slug),
+        "is_no_auth": toolkit.is_no_auth(),
+        "composio_managed_auth_schemes": toolkit.composio_managed_auth_schemes(),
+        "meta": {
+            "logo": format!("{base_url}/_sandbox/logos/{}.svg", toolkit.slug),
+            "description": toolkit.description,
+            "isNoAuth": toolkit.is_no_auth(),
+        },
+    });
+    if let Some(account) = account {
+        item["connected_account"] = json!({
+            "id": account.id,
+            "user_id": account.user_id,
+            "status": account.status.as_str(),
+            "created_at": timestamp(account.created_at),
+            "auth_config": {
+                "id": account.auth_config_id,
+                "auth_scheme": toolkit.auth_scheme(),
+                "is_composio_managed": toolkit.is_composio_managed(),
+            },
+        });
+    }
+    item
 }
 
 // === impl McpWorld for Store ===
@@ -1205,6 +996,10 @@ mod tests {
         assert_eq!(
             human_duration(Duration::from_millis(250)),
             "250 milliseconds"
+        );
+        assert_eq!(
+            human_duration(Duration::from_millis(1500)),
+            "1500 milliseconds"
         );
     }
 }
