@@ -660,9 +660,10 @@ impl Bridge {
         awaited: Option<&RawValue>,
         is_initialize: bool,
     ) -> Result<Relayed, Failure> {
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(self.config.max_message_bytes);
         let mut events = Vec::new();
         let mut answered = false;
+        let mut oversized = false;
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,
@@ -674,6 +675,14 @@ impl Bridge {
             };
             parser.push(&chunk, &mut events);
             for event in events.drain(..) {
+                if event.oversized {
+                    tracing::warn!(
+                        limit = self.config.max_message_bytes,
+                        "dropped an upstream message over the size limit"
+                    );
+                    oversized = true;
+                    continue;
+                }
                 if self
                     .relay_message(event.data.as_bytes(), awaited, is_initialize)
                     .await?
@@ -684,6 +693,10 @@ impl Bridge {
         }
         if answered || awaited.is_none() {
             return Ok(Relayed::Done);
+        }
+        if oversized {
+            // The dropped message was most likely the answer: say so rather than resume.
+            return Err(Failure::TooLarge(self.config.max_message_bytes));
         }
         Ok(Relayed::Ended {
             last_event_id: parser.last_event_id().map(str::to_owned),
@@ -929,12 +942,16 @@ impl Bridge {
             match builder.send().await {
                 Ok(response) if response.status().is_success() && is_sse(&response) => {
                     failures = 0;
-                    let mut parser = SseParser::default();
+                    let mut parser = SseParser::new(self.config.max_message_bytes);
                     let mut events = Vec::new();
                     let mut response = response;
                     while let Ok(Some(chunk)) = response.chunk().await {
                         parser.push(&chunk, &mut events);
                         for event in events.drain(..) {
+                            if event.oversized {
+                                tracing::warn!("dropped an upstream message over the size limit");
+                                continue;
+                            }
                             if self
                                 .relay_message(event.data.as_bytes(), None, false)
                                 .await
@@ -1118,7 +1135,7 @@ async fn initialize_version(response: reqwest::Response, limit: usize) -> Option
     let body = read_bounded(response, limit).await;
     let mut candidates = Vec::new();
     if sse {
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(limit);
         let mut events = Vec::new();
         parser.push(&body, &mut events);
         parser.push(b"\n\n", &mut events);

@@ -11,13 +11,20 @@ use std::time::Duration;
 /// One dispatched event that carried data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SseEvent {
-    /// The event's data lines joined with `\n`.
+    /// The event's data lines joined with `\n`; empty when `oversized`.
     pub(crate) data: String,
+    /// The event went over the parser's size limit and its data was dropped.
+    pub(crate) oversized: bool,
 }
 
 /// Parser state carried across body chunks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SseParser {
+    /// Largest event (and line) kept, in bytes: an upstream cannot make the bridge buffer
+    /// without bound.
+    max_event_bytes: usize,
+    /// The event being assembled went over the limit: skip to its end.
+    oversized: bool,
     /// Bytes of a line whose terminator has not arrived yet.
     partial_line: Vec<u8>,
     /// A chunk ended in `\r`: a `\n` at the start of the next chunk belongs to that line end.
@@ -35,6 +42,21 @@ pub(crate) struct SseParser {
 }
 
 impl SseParser {
+    /// A parser that keeps events up to `max_event_bytes`.
+    pub(crate) fn new(max_event_bytes: usize) -> Self {
+        Self {
+            max_event_bytes,
+            oversized: false,
+            partial_line: Vec::new(),
+            skip_next_lf: false,
+            data: String::new(),
+            has_data: false,
+            pending_id: None,
+            last_event_id: None,
+            retry: None,
+        }
+    }
+
     /// Feeds one body chunk and appends every event it completes to `out`.
     pub(crate) fn push(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) {
         if self.skip_next_lf {
@@ -65,7 +87,18 @@ impl SseParser {
                 }
             }
         }
-        self.partial_line.extend_from_slice(chunk);
+        if self.partial_line.len() + chunk.len() + self.data.len() > self.max_event_bytes {
+            self.overflow();
+        } else {
+            self.partial_line.extend_from_slice(chunk);
+        }
+    }
+
+    /// Drops what the current event holds; it is reported as oversized when it ends.
+    fn overflow(&mut self) {
+        self.oversized = true;
+        self.partial_line.clear();
+        self.data.clear();
     }
 
     /// The last event id the stream announced, if any.
@@ -95,9 +128,13 @@ impl SseParser {
         };
         match field {
             b"data" => {
-                self.data.push_str(&String::from_utf8_lossy(value));
-                self.data.push('\n');
                 self.has_data = true;
+                if self.oversized || self.data.len() + value.len() >= self.max_event_bytes {
+                    self.overflow();
+                } else {
+                    self.data.push_str(&String::from_utf8_lossy(value));
+                    self.data.push('\n');
+                }
             }
             b"id" if !value.contains(&0) => {
                 self.pending_id = Some(String::from_utf8_lossy(value).into_owned());
@@ -120,15 +157,19 @@ impl SseParser {
         if let Some(id) = self.pending_id.take() {
             self.last_event_id = Some(id);
         }
-        if !self.has_data {
+        if !self.has_data && !self.oversized {
             return;
         }
         self.has_data = false;
+        let oversized = std::mem::take(&mut self.oversized);
         let mut data = std::mem::take(&mut self.data);
         if data.ends_with('\n') {
             data.pop();
         }
-        out.push(SseEvent { data });
+        if oversized {
+            data.clear();
+        }
+        out.push(SseEvent { data, oversized });
     }
 }
 
@@ -137,7 +178,7 @@ mod tests {
     use super::*;
 
     fn parse_chunks(chunks: &[&[u8]]) -> (Vec<String>, SseParser) {
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(1024);
         let mut out = Vec::new();
         for chunk in chunks {
             parser.push(chunk, &mut out);
@@ -181,6 +222,25 @@ mod tests {
         let (events, parser) = parse_chunks(&[b"foo: bar\nretry: soon\ndata\nweird\ndata: 1\n\n"]);
         assert_eq!(events, vec!["\n1"]);
         assert_eq!(parser.retry(), None);
+    }
+
+    #[test]
+    fn oversized_events_are_reported_without_their_data() {
+        let big = format!("data: {}\n\n", "x".repeat(2000));
+        let mut parser = SseParser::new(1024);
+        let mut out = Vec::new();
+        for chunk in big.as_bytes().chunks(100) {
+            parser.push(chunk, &mut out);
+        }
+        parser.push(b"data: small\n\n", &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].oversized && out[0].data.is_empty());
+        assert_eq!((out[1].data.as_str(), out[1].oversized), ("small", false));
+        // Many data lines that only add up to too much are caught too.
+        let mut out = Vec::new();
+        let lines = "data: 0123456789\n".repeat(200) + "\n";
+        parser.push(lines.as_bytes(), &mut out);
+        assert!(out[0].oversized);
     }
 
     #[test]

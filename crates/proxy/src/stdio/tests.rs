@@ -318,6 +318,13 @@ impl Fake {
                 });
                 response
             }
+            ("tools/call", "huge") => {
+                let (response, tx) = sse_response(None);
+                let text = "x".repeat(10_000);
+                let answer = json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":text}]}});
+                let _ = tx.try_send(Ok(Frame::data(sse_frame(Some("h-1"), &answer))));
+                response
+            }
             ("tools/call", "slow") => {
                 // Never answers: the client must be able to cancel it.
                 let (response, tx) = sse_response(None);
@@ -909,5 +916,33 @@ async fn a_new_upstream_target_gets_the_session_replayed() {
             .iter()
             .all(|r| r.json()["id"] != "after-move")
     );
+    h.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_answer_over_the_size_limit_becomes_an_error_for_its_caller() {
+    let (_fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let config = StdioConfig {
+        max_message_bytes: 4096,
+        ..StdioConfig::default()
+    };
+    let mut h = Harness::start(Some(target(&url)), GateState::Open, config);
+    h.handshake(json!({})).await;
+    h.send(json!({"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"huge"}}))
+        .await;
+    let (answer, _) = h.answer_to(json!(13)).await;
+    assert_eq!(answer["error"]["code"], message::INTERNAL_ERROR);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4096"),
+        "{answer}"
+    );
+    // The bridge is still healthy.
+    h.send(json!({"jsonrpc":"2.0","id":14,"method":"tools/list"}))
+        .await;
+    let (list, _) = h.answer_to(json!(14)).await;
+    assert_eq!(list["result"]["method"], "tools/list");
     h.close().await.unwrap();
 }
