@@ -51,6 +51,9 @@ pub struct ClientConfig {
     pub max_retries: u32,
     /// Pause between polls in [`ComposioClient::wait_for_connection`]. Default 1 s, like the SDKs.
     pub connection_poll_interval: Duration,
+    /// How long an unused pooled connection is kept open; `None` keeps it until the server
+    /// closes it (and starts no idle-sweep timer, which paused-clock tests need). Default 90 s.
+    pub pool_idle_timeout: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -63,6 +66,7 @@ impl ClientConfig {
             request_timeout: Some(Duration::from_secs(60)),
             max_retries: 2,
             connection_poll_interval: Duration::from_secs(1),
+            pool_idle_timeout: Some(Duration::from_secs(90)),
         }
     }
 
@@ -84,6 +88,7 @@ impl fmt::Debug for ClientConfig {
             .field("request_timeout", &self.request_timeout)
             .field("max_retries", &self.max_retries)
             .field("connection_poll_interval", &self.connection_poll_interval)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
             .finish()
     }
 }
@@ -171,7 +176,8 @@ impl ComposioClient {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("toolgate/", env!("CARGO_PKG_VERSION")))
             // The key must never follow a redirect to another host, and the API never redirects.
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(config.pool_idle_timeout);
         if let Some(timeout) = config.connect_timeout {
             builder = builder.connect_timeout(timeout);
         }
