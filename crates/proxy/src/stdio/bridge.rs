@@ -393,6 +393,12 @@ impl Bridge {
     /// Waits (bounded by `upstream_wait`) until there is an upstream and the gate has left
     /// `Starting`; the error is the reason shown to the client.
     async fn ready_target(&self) -> Result<UpstreamTarget, String> {
+        // The common case, without arming a timer.
+        let starting = matches!(*self.gate_rx.borrow(), GateState::Starting { .. });
+        let current = self.upstream_rx.borrow().clone();
+        if let (false, Some(target)) = (starting, current) {
+            return Ok(target);
+        }
         let mut upstream_rx = self.upstream_rx.clone();
         let mut gate_rx = self.gate_rx.clone();
         let deadline = tokio::time::sleep(self.config.upstream_wait);
