@@ -3,7 +3,7 @@
 //! Both are reachable over HTTP under `/_sandbox/` (see `crate::router`) and, for the request
 //! log, through [`crate::Sandbox::requests`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ struct ActiveFault {
 #[derive(Debug, Default)]
 pub(crate) struct Control {
     faults: Mutex<Vec<ActiveFault>>,
-    requests: Mutex<Vec<RecordedRequest>>,
+    requests: Mutex<VecDeque<RecordedRequest>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,14 +138,14 @@ impl Control {
     pub(crate) fn record(&self, request: RecordedRequest) {
         let mut requests = locked(&self.requests);
         if requests.len() >= MAX_LOGGED_REQUESTS {
-            requests.remove(0);
+            requests.pop_front();
         }
-        requests.push(request);
+        requests.push_back(request);
     }
 
     /// The request log, oldest first.
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
-        locked(&self.requests).clone()
+        locked(&self.requests).iter().cloned().collect()
     }
 
     /// Empties the request log.
@@ -190,6 +190,26 @@ mod tests {
         control.clear_faults();
         assert!(control.take_fault("/x").is_none());
         Ok(())
+    }
+
+    #[test]
+    fn the_request_log_keeps_the_newest_entries() {
+        let control = Control::default();
+        for index in 0..=MAX_LOGGED_REQUESTS {
+            control.record(RecordedRequest {
+                method: "GET".to_owned(),
+                path: format!("/{index}"),
+                headers: BTreeMap::new(),
+                request_id: index.to_string(),
+            });
+        }
+        let requests = control.requests();
+        assert_eq!(requests.len(), MAX_LOGGED_REQUESTS);
+        assert_eq!(requests[0].path, "/1");
+        assert_eq!(
+            requests[MAX_LOGGED_REQUESTS - 1].path,
+            format!("/{MAX_LOGGED_REQUESTS}")
+        );
     }
 
     #[test]
