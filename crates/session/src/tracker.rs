@@ -58,6 +58,11 @@ pub struct TrackerConfig {
     pub error_backoff_initial: Duration,
     /// Cap of the error backoff. Default 60 s.
     pub error_backoff_max: Duration,
+    /// Minimum time between the starts of two hint-driven checks ([`TrackerHandle::hint`],
+    /// [`TrackerHandle::upstream_rejected`], [`TrackerHandle::check_now`]); hints arriving
+    /// meanwhile are merged into one check. Bounds the Composio calls a flood of (possibly
+    /// forged) OAuth callbacks can cause. Zero disables the spacing. Default 1 s.
+    pub min_check_spacing: Duration,
 }
 
 impl TrackerConfig {
@@ -76,6 +81,7 @@ impl TrackerConfig {
             failed_display: Duration::from_secs(5),
             error_backoff_initial: Duration::from_secs(1),
             error_backoff_max: Duration::from_secs(60),
+            min_check_spacing: Duration::from_secs(1),
         }
     }
 }
@@ -276,6 +282,7 @@ impl ConnectionTracker {
             error_streak: 0,
             retry_at: now,
             last_full_check: now,
+            last_full_check_started: now,
             last_poll: now,
         };
         tokio::spawn(worker.run(command_receiver, cancel.clone(), listing));
@@ -447,7 +454,10 @@ struct Worker {
     /// Consecutive cycles with a failed call; drives the backoff.
     error_streak: u32,
     retry_at: Instant,
+    /// When the last full check completed successfully (drives re-verification).
     last_full_check: Instant,
+    /// When the last full check started, successful or not (drives hint spacing).
+    last_full_check_started: Instant,
     last_poll: Instant,
 }
 
@@ -472,6 +482,14 @@ impl Worker {
                     None => break,
                     Some(Command::Check { reply }) => {
                         let mut replies: Vec<oneshot::Sender<GateSnapshot>> = reply.into_iter().collect();
+                        let earliest = self.last_full_check_started + self.config.min_check_spacing;
+                        if Instant::now() < earliest {
+                            tokio::select! {
+                                biased;
+                                () = cancel.cancelled() => break,
+                                () = tokio::time::sleep_until(earliest) => {}
+                            }
+                        }
                         // Coalesce a burst of hints into one check; a queued disconnect runs after it.
                         let mut deferred = None;
                         while let Ok(next) = commands.try_recv() {
@@ -513,6 +531,7 @@ impl Worker {
 
     /// Listing plus link handling.
     async fn full_cycle(&mut self) {
+        self.last_full_check_started = Instant::now();
         if self.toolkits.is_empty() {
             self.finish_cycle(true, true);
             return;

@@ -24,6 +24,7 @@ fn fast_config(required: &[&str]) -> TrackerConfig {
     config.failed_display = Duration::from_millis(200);
     config.error_backoff_initial = Duration::from_millis(20);
     config.error_backoff_max = Duration::from_millis(100);
+    config.min_check_spacing = Duration::ZERO;
     config
 }
 
@@ -216,6 +217,59 @@ async fn spoofed_hint_changes_nothing() -> anyhow::Result<()> {
         "the same link stays valid"
     );
     assert_eq!(after.last_error, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_of_hints_is_one_check() -> anyhow::Result<()> {
+    let sandbox = support::sandbox()?;
+    let mut config = fast_config(&["gmail"]);
+    config.pending_poll_interval = Duration::from_secs(3600);
+    let (_client, handle) = start(&sandbox, "user_flood", config).await?;
+    let mut receiver = handle.subscribe();
+    wait_for(&mut receiver, "a link", |snapshot| {
+        is_pending(snapshot, "gmail")
+    })
+    .await?;
+    let listings =
+        |sandbox: &Sandbox| count_requests(sandbox, "GET", "/api/v3.1/tool_router/session/");
+    let before = listings(&sandbox);
+    // This test runs on a current-thread runtime: the tracker cannot run until the test awaits,
+    // so all these hints are queued when it looks at them.
+    for _ in 0..500 {
+        handle.hint();
+        handle.upstream_rejected();
+    }
+    handle.check_now().await?;
+    assert_eq!(
+        listings(&sandbox),
+        before + 1,
+        "queued hints are merged into one check"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn hints_are_spaced() -> anyhow::Result<()> {
+    let sandbox = support::sandbox()?;
+    let mut config = fast_config(&["gmail"]);
+    config.pending_poll_interval = Duration::from_secs(3600);
+    config.min_check_spacing = Duration::from_millis(300);
+    let (_client, handle) = start(&sandbox, "user_spacing", config).await?;
+    let mut receiver = handle.subscribe();
+    wait_for(&mut receiver, "a link", |snapshot| {
+        is_pending(snapshot, "gmail")
+    })
+    .await?;
+    let started = tokio::time::Instant::now();
+    handle.check_now().await?;
+    handle.check_now().await?;
+    // Two checks need at least one spacing between their starts.
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
