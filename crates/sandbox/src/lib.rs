@@ -7,8 +7,9 @@
 //! - each session's MCP URL `/tool_router/{trs_id}/mcp` (rmcp Streamable HTTP);
 //! - hosted Connect Link pages `/link/{ln_token}` with Allow and Deny buttons;
 //! - a **test backdoor** under `/_sandbox/`, which needs no API key and is not part of
-//!   Composio's API: answer links (`POST /_sandbox/links/{ln}/allow|deny`), revoke or expire
-//!   accounts (`POST /_sandbox/accounts/{ca}/revoke|expire`), inject faults
+//!   Composio's API: answer links (`POST /_sandbox/links/{ln}/allow|deny`), move accounts to
+//!   REVOKED, EXPIRED, INACTIVE or ACTIVE
+//!   (`POST /_sandbox/accounts/{ca}/revoke|expire|deactivate|activate`), inject faults
 //!   (`POST|DELETE /_sandbox/faults`), read or clear the request log
 //!   (`GET|DELETE /_sandbox/requests`), and toolkit logos (`/_sandbox/logos/{slug}.svg`).
 //!

@@ -385,13 +385,13 @@ async fn control(
                 )),
             }
         }
-        ["accounts", account_id, verb @ ("revoke" | "expire")] => {
+        [
+            "accounts",
+            account_id,
+            action @ ("revoke" | "expire" | "deactivate" | "activate"),
+        ] => {
             allow(request.method(), &[M::POST])?;
-            let account = if *verb == "revoke" {
-                app.store.revoke_account(account_id)?
-            } else {
-                app.store.expire_account(account_id)?
-            };
+            let account = app.store.force_status(account_id, action)?;
             Ok(json_response(StatusCode::OK, &account))
         }
         ["faults"] => {

@@ -195,6 +195,23 @@ async fn revoke_and_expire_controls() {
         .control(&format!("/_sandbox/links/{token}/allow"), None)
         .await
         .assert_error(409);
+    // INACTIVE is recoverable: deactivate, then activate again.
+    let inactive = client
+        .control(&format!("/_sandbox/accounts/{pending}/deactivate"), None)
+        .await;
+    assert_eq!(inactive.str("/status"), "INACTIVE");
+    let listed = client
+        .get(&format!("{SESSION}/{session}/toolkits?toolkits=linear"))
+        .await;
+    assert_eq!(
+        listed.json["items"][0]["connected_account"]["status"],
+        "INACTIVE"
+    );
+    let active = client
+        .control(&format!("/_sandbox/accounts/{pending}/activate"), None)
+        .await;
+    assert_eq!(active.str("/status"), "ACTIVE");
+    assert!(active.json["status_reason"].is_null());
     client
         .control("/_sandbox/accounts/ca_unknown12345/revoke", None)
         .await

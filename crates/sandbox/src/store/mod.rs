@@ -685,43 +685,16 @@ impl Store {
         })
     }
 
-    /// Control plane: marks an account REVOKED (the user revoked access upstream).
-    pub(crate) fn revoke_account(&self, account_id: &str) -> Result<Value, ApiError> {
-        self.force_status(
-            account_id,
-            Status::Revoked,
-            "Access was revoked by the user".to_owned(),
-        )
-    }
-
-    /// Control plane: marks an account EXPIRED now, as if its TTL (INITIATED) or its
-    /// credentials (ACTIVE) ran out.
-    pub(crate) fn expire_account(&self, account_id: &str) -> Result<Value, ApiError> {
-        let reason = format!(
+    /// Control plane: moves an account to `status` by `action` (`revoke` → REVOKED, `expire`
+    /// → EXPIRED, `deactivate` → INACTIVE, `activate` → ACTIVE), setting the `status_reason`
+    /// the real backend would give. 400 for an unknown action or malformed id, 404 for an
+    /// unknown (or deleted) account.
+    pub(crate) fn force_status(&self, account_id: &str, action: &str) -> Result<Value, ApiError> {
+        check_prefix(account_id, "ca_", "connected account")?;
+        let expired_link = format!(
             "Connection initiation did not complete within {}",
             human_duration(self.link_ttl)
         );
-        let state = self.lock();
-        let initiated = state
-            .accounts
-            .get(account_id)
-            .map(|account| account.status == Status::Initiated);
-        drop(state);
-        let reason = if initiated == Some(false) {
-            "The account's credentials expired".to_owned()
-        } else {
-            reason
-        };
-        self.force_status(account_id, Status::Expired, reason)
-    }
-
-    fn force_status(
-        &self,
-        account_id: &str,
-        status: Status,
-        reason: String,
-    ) -> Result<Value, ApiError> {
-        check_prefix(account_id, "ca_", "connected account")?;
         let mut state = self.lock();
         let account = state
             .accounts
@@ -730,8 +703,31 @@ impl Store {
             .ok_or_else(|| {
                 ApiError::not_found(format!("Connected account {account_id} not found"))
             })?;
+        let (status, reason) = match action {
+            "revoke" => (
+                Status::Revoked,
+                Some("Access was revoked by the user".to_owned()),
+            ),
+            "expire" if account.status == Status::Initiated => {
+                (Status::Expired, Some(expired_link))
+            }
+            "expire" => (
+                Status::Expired,
+                Some("The account's credentials expired".to_owned()),
+            ),
+            "deactivate" => (
+                Status::Inactive,
+                Some("The account was disabled".to_owned()),
+            ),
+            "activate" => (Status::Active, None),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown account action '{action}'"
+                )));
+            }
+        };
         account.status = status;
-        account.status_reason = Some(reason);
+        account.status_reason = reason;
         account.updated_at = Utc::now();
         Ok(account.to_json())
     }
