@@ -28,4 +28,6 @@ pub(crate) enum Command {
     Status(crate::commands::status::StatusArgs),
     /// Print each Connect Link and wait until the toolkits are connected (exit 0 = all connected).
     Connect(crate::commands::status::ConnectArgs),
+    /// Probe a running gateway's /healthz (or /readyz with --ready): exit 0 healthy, 1 not (for shell-less containers).
+    Healthcheck(crate::commands::healthcheck::HealthcheckArgs),
 }

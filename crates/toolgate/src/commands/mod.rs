@@ -3,6 +3,7 @@
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod gateway;
+pub(crate) mod healthcheck;
 pub(crate) mod sandbox;
 pub(crate) mod serve;
 pub(crate) mod status;
@@ -22,6 +23,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run_status(args),
         Command::Connect(args) => status::run_connect(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
     }
 }
 
