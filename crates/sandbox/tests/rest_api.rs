@@ -1008,3 +1008,30 @@ async fn dropping_the_sandbox_stops_serving() {
         tokio::task::yield_now().await;
     }
 }
+
+#[tokio::test]
+async fn a_public_base_url_replaces_the_request_host_in_urls() {
+    let config = SandboxConfig {
+        public_base_url: Some("http://sandbox.internal:9900/".into()),
+        ..SandboxConfig::default()
+    };
+    let (_sandbox, client) = start_with(config).await;
+    let created = client.post(SESSION, &json!({"user_id": "ivan"})).await;
+    let session = created.str("/session_id");
+    assert_eq!(
+        created.str("/mcp/url"),
+        format!("http://sandbox.internal:9900/tool_router/{session}/mcp")
+    );
+    let (_, token, redirect_url) = client.link(&session, json!({"toolkit": "gmail"})).await;
+    assert_eq!(
+        redirect_url,
+        format!("http://sandbox.internal:9900/link/{token}")
+    );
+    let listed = client
+        .get(&format!("{SESSION}/{session}/toolkits?toolkits=gmail"))
+        .await;
+    assert_eq!(
+        listed.str("/items/0/meta/logo"),
+        "http://sandbox.internal:9900/_sandbox/logos/gmail.svg"
+    );
+}
