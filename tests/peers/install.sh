@@ -5,6 +5,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 peers=${TOOLGATE_PEERS:-$root/target/peers}
 pins="$root/tests/peers/package.json $root/tests/peers/requirements.txt $0"
+# The browser test drives Debian's Chromium headless (not an npm download of a browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "peers: installing chromium (apt)" >&2
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+fi
 stamp_want=$(cat $pins | sha256sum | cut -c1-16)
 if [ -f "$peers/.stamp" ] && [ "$(cat "$peers/.stamp")" = "$stamp_want" ]; then
   echo "peers: up to date in $peers" >&2

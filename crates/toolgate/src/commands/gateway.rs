@@ -274,7 +274,7 @@ pub(crate) fn announcement(view: &StatusView, base_url: &str) -> String {
 /// Runs the HTTP gateway for `config` until SIGINT/SIGTERM or a fatal startup error.
 /// `on_listening` runs once the listener is bound (the demo prints its snippets there).
 pub(crate) async fn run_http(
-    config: Config,
+    mut config: Config,
     on_listening: impl FnOnce(SocketAddr, &Config),
 ) -> ExitCode {
     let listening = match bind(&config).await {
@@ -284,6 +284,8 @@ pub(crate) async fn run_http(
             return ExitCode::FAILURE;
         }
     };
+    // The actual address (port 0 picks one): the default callback URL must point at it.
+    config.listen = listening.addr;
     let metrics = Metrics::new();
     let wiring = match runtime::start(&config, metrics.clone(), config.require.clone()) {
         Ok(wiring) => wiring,

@@ -1,0 +1,56 @@
+// Drives Debian's headless Chromium through the connections flow with playwright-core:
+// open /connections, click Connect (gmail), click Allow on the sandbox's Connect Link page,
+// land on toolgate's /callback, go back and see Connected, take a screenshot.
+//
+// Usage: node browser_flow.mjs <playwright-core dir> <connections URL> <screenshot path> <profile dir>
+// Prints one JSON line with what it saw; exits non-zero on any failure.
+
+const [, , playwrightDir, connectionsUrl, screenshotPath, profileDir] = process.argv;
+const { chromium } = await import(`${playwrightDir}/index.mjs`);
+
+const context = await chromium.launchPersistentContext(profileDir, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1000, height: 700 },
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    // Chromium refuses some ports outright (ERR_UNSAFE_PORT); the test's ports are random.
+    ...(process.env.ALLOWED_PORTS ? [`--explicitly-allowed-ports=${process.env.ALLOWED_PORTS}`] : []),
+  ],
+});
+const seen = { urls: [] };
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(30_000);
+  await page.goto(connectionsUrl);
+  seen.urls.push(page.url());
+  seen.initialStatus = await page.getAttribute("#toolkit-gmail .badge", "data-status");
+
+  await page.click("#connect-gmail");
+  await page.waitForURL((url) => url.pathname.includes("/link/ln_"));
+  seen.urls.push(page.url());
+  seen.linkPageMentionsGmail = (await page.content()).toLowerCase().includes("gmail");
+
+  await page.getByRole("button", { name: /allow/i }).click();
+  await page.waitForURL((url) => url.pathname === "/callback");
+  seen.urls.push(page.url());
+  seen.callbackTitle = (await page.textContent("#callback-title"))?.trim();
+  seen.callbackText = (await page.textContent("#callback"))?.trim();
+
+  await page.click("#back");
+  await page.waitForURL((url) => url.pathname === "/connections");
+  seen.urls.push(page.url());
+  seen.finalStatus = await page.getAttribute("#toolkit-gmail .badge", "data-status");
+  seen.finalBadge = (await page.textContent("#toolkit-gmail .badge"))?.trim();
+  await page.screenshot({ path: screenshotPath, fullPage: true });
+  console.log(JSON.stringify(seen));
+} finally {
+  await context.close();
+}
