@@ -92,6 +92,20 @@ async fn stdout_carries_only_json_rpc_even_with_trace_logging() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn fd_1_points_at_stderr_so_stray_prints_cannot_reach_the_client() -> anyhow::Result<()> {
+    let upstream = ServerEverything::start().await?;
+    let mut child = toolgate_stdio(&["--upstream", &upstream.url], &[])?;
+    child.send(&initialize(0)).await?;
+    child.answer_to(&json!(0)).await?; // the bridge is up, writing through its private handle
+    let pid = child.pid().expect("toolgate exited");
+    let fd = |n: u32| std::fs::read_link(format!("/proc/{pid}/fd/{n}"));
+    assert_eq!(fd(1)?, fd(2)?, "fd 1 is not redirected to stderr");
+    child.close_stdin();
+    assert!(child.wait(EXIT).await?.success());
+    Ok(())
+}
+
+#[tokio::test]
 async fn unreachable_upstream_gives_json_rpc_errors_with_ids() -> anyhow::Result<()> {
     let port = free_port()?; // nothing listens there
     let url = format!("http://127.0.0.1:{port}/mcp");

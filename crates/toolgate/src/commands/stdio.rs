@@ -147,17 +147,28 @@ fn stdin_reader() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
     Box::new(tokio::io::stdin())
 }
 
-/// stdout as an async writer, through the reactor when it is a pipe (see [`stdin_reader`]).
+/// The MCP message stream as an async writer, and the stdout guard: the bridge writes through
+/// a private duplicate of stdout, and fd 1 itself is pointed at stderr, so a stray print from
+/// any code (ours, a dependency's) lands in the log and can never corrupt the message stream.
+/// Through the reactor when stdout is a pipe (see [`stdin_reader`]).
 fn stdout_writer() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd as _;
-        let pipe = std::io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .and_then(tokio::net::unix::pipe::Sender::from_owned_fd);
-        if let Ok(pipe) = pipe {
-            return Box::new(pipe);
+        let private = std::io::stdout().as_fd().try_clone_to_owned();
+        if let Ok(private) = private {
+            if let Err(error) = rustix::stdio::dup2_stdout(std::io::stderr()) {
+                tracing::warn!(%error, "cannot point fd 1 at stderr; stdout stays unguarded");
+            }
+            // `from_owned_fd` consumes the descriptor even when it is not a pipe, so it gets a
+            // copy and the original remains for the blocking fallback.
+            if let Ok(pipe) = private
+                .try_clone()
+                .and_then(tokio::net::unix::pipe::Sender::from_owned_fd)
+            {
+                return Box::new(pipe);
+            }
+            return Box::new(tokio::fs::File::from_std(std::fs::File::from(private)));
         }
     }
     Box::new(tokio::io::stdout())
