@@ -22,6 +22,19 @@
 //! takes "Composio" down for a while and brings it back on the same port.
 //!
 //! State is in memory and per project: each accepted API key is one project.
+//!
+//! Where Composio's behaviour is undocumented, the sandbox picks and sticks to this:
+//! - lists default to 20 items per page; `cursor` is base64 of `{"page","limit"}`, and an
+//!   explicit `limit` overrides the cursor's;
+//! - `is_connected=false` applies no filter; `is_connected=true` keeps toolkits whose shown
+//!   account is ACTIVE (no-auth toolkits have no account and are left out);
+//! - a session's toolkit item shows the pinned account if the session pins one, else the
+//!   user's newest ACTIVE account, else the user's newest account in any status;
+//! - `/link` answers 404 for an unknown toolkit or one without an auth config, 400 for a
+//!   no-auth toolkit, a toolkit the session does not enable, or one with a pinned account; a
+//!   link without `callback_url` uses the session's `manage_connections.callback_url`;
+//! - a `status=failed` callback also carries `connected_account_id`;
+//! - the MCP URL accepts only the `x-api-key` that created the session.
 
 mod catalog;
 mod config;
