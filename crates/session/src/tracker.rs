@@ -285,7 +285,16 @@ impl ConnectionTracker {
             last_full_check_started: now,
             last_poll: now,
         };
-        tokio::spawn(worker.run(command_receiver, cancel.clone(), listing));
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            // Shutdown wins even in the middle of a Composio call (which may be waiting out a
+            // long Retry-After): the in-flight request is simply dropped.
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => {}
+                () = worker.run(command_receiver, stop.clone(), listing) => {}
+            }
+        });
         Ok(TrackerHandle {
             commands,
             state: receiver,

@@ -642,6 +642,29 @@ async fn shutdown_stops_the_tracker() -> anyhow::Result<()> {
         handle.check_now().await,
         Err(TrackerError::Stopped)
     ));
+    // Shutdown does not wait for a Composio call in progress (here: one stuck for an hour).
+    let (_client, busy) = start(&sandbox, "user_shutdown", fast_config(&["gmail"])).await?;
+    let mut receiver = busy.subscribe();
+    wait_for(&mut receiver, "a link", |snapshot| {
+        is_pending(snapshot, "gmail")
+    })
+    .await?;
+    fault(
+        &sandbox,
+        json!({"path_prefix": "/api", "delay_ms": 3_600_000, "count": 1}),
+    )
+    .await?;
+    let stuck_before = count_requests(&sandbox, "GET", "/api");
+    busy.hint();
+    for _ in 0..1500 {
+        if count_requests(&sandbox, "GET", "/api") > stuck_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    busy.shutdown();
+    tokio::time::timeout(Duration::from_secs(15), busy.stopped()).await?;
+    clear_faults(&sandbox).await?;
     // Dropping every handle stops a tracker too.
     let (_client, other) = start(&sandbox, "user_shutdown", fast_config(&["gmail"])).await?;
     let mut receiver = other.subscribe();
