@@ -764,7 +764,7 @@ impl Bridge {
     /// Sends the client's notifications and responses upstream, one at a time, in order.
     pub(crate) async fn run_notice_lane(
         self: Arc<Self>,
-        mut notices: mpsc::UnboundedReceiver<ClientNotice>,
+        mut notices: mpsc::Receiver<ClientNotice>,
     ) {
         while let Some(notice) = notices.recv().await {
             self.send_notice(&notice).await;

@@ -132,7 +132,8 @@ where
         events,
         out_tx,
     ));
-    let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+    // Bounded: a client flooding notifications at a slow upstream is slowed down, not buffered.
+    let (notice_tx, notice_rx) = mpsc::channel(256);
     let notice_lane = tokio::spawn(Arc::clone(&bridge).run_notice_lane(notice_rx));
 
     let mut lines = LineReader::new(BufReader::new(reader), config.max_message_bytes);
@@ -184,7 +185,7 @@ where
 /// ordered lane, garbage gets a JSON-RPC error.
 async fn dispatch(
     bridge: &Arc<Bridge>,
-    notices: &mpsc::UnboundedSender<ClientNotice>,
+    notices: &mpsc::Sender<ClientNotice>,
     line: Bytes,
     next_seq: &mut u64,
 ) {
@@ -275,14 +276,16 @@ async fn dispatch(
                 bridge.cancel(&message::id_key(request_id));
             }
             tracing::debug!(method, "client → upstream notification");
-            let _ = notices.send(ClientNotice {
-                method: Some(method.to_owned()),
-                line: line.clone(),
-            });
+            let _ = notices
+                .send(ClientNotice {
+                    method: Some(method.to_owned()),
+                    line: line.clone(),
+                })
+                .await;
         }
         (None, _) if view.is_response() => {
             tracing::debug!("client → upstream response");
-            let _ = notices.send(ClientNotice { method: None, line });
+            let _ = notices.send(ClientNotice { method: None, line }).await;
         }
         (None, id) => {
             let _ = bridge
