@@ -66,6 +66,10 @@ async fn serve(args: SandboxArgs) -> anyhow::Result<()> {
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", args.listen))?;
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        // The sandbox is a test tool: its /_sandbox/ backdoor answers anyone without a key.
+        tracing::warn!(%addr, "the sandbox listens beyond loopback; its /_sandbox/ control plane needs no API key");
+    }
     // The one line scripts wait for; the API key is deliberately not printed.
     eprintln!("toolgate sandbox listening on http://{addr} (set COMPOSIO_BASE_URL=http://{addr})");
     toolgate_sandbox::serve(listener, config, shutdown_signal()).await?;
