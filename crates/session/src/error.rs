@@ -3,7 +3,7 @@
 //! Callers branch on [`ComposioError::fault`], [`ComposioError::status`] and the typed fields
 //! of [`ApiError`], never on message text. No variant ever carries the API key: request
 //! headers are not part of any error, and text that came back from the server is scrubbed of
-//! the key before it is stored (see [`ApiError::from_response`]).
+//! the key before it is stored (see `ApiError::from_response`).
 
 use std::fmt;
 use std::time::Duration;
