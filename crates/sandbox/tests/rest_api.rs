@@ -1035,3 +1035,30 @@ async fn a_public_base_url_replaces_the_request_host_in_urls() {
         "http://sandbox.internal:9900/_sandbox/logos/gmail.svg"
     );
 }
+
+#[tokio::test]
+async fn serve_runs_until_its_shutdown_future_completes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(toolgate_sandbox::serve(
+        listener,
+        SandboxConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = Client::new(base);
+    assert_eq!(
+        client.get("/api/v3.1/connected_accounts").await.status,
+        StatusCode::OK
+    );
+    stop.send(()).expect("server still running");
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(30), server)
+        .await
+        .expect("serve returns after shutdown")
+        .expect("serve task");
+    assert!(finished.is_ok(), "{finished:?}");
+}
