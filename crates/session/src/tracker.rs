@@ -479,8 +479,8 @@ impl Worker {
         cancel: CancellationToken,
         initial_listing: Vec<SessionToolkit>,
     ) {
-        let mut ok = self.apply_listing(&initial_listing);
-        ok &= self.step_links().await;
+        self.apply_listing(&initial_listing);
+        let ok = self.step_links().await;
         self.finish_cycle(ok, true);
         loop {
             let wake = self.next_wake();
@@ -556,8 +556,8 @@ impl Worker {
         };
         match self.client.list_toolkits(&self.session_id, &query).await {
             Ok(listing) => {
-                let mut ok = self.apply_listing(&listing);
-                ok &= self.step_links().await;
+                self.apply_listing(&listing);
+                let ok = self.step_links().await;
                 self.finish_cycle(ok, true);
             }
             Err(error) => {
@@ -570,7 +570,7 @@ impl Worker {
 
     /// Applies a toolkits listing: ACTIVE accounts connect, no-auth toolkits are satisfied,
     /// and a toolkit that is no longer ACTIVE drops out of Connected (a link follows).
-    fn apply_listing(&mut self, listing: &[SessionToolkit]) -> bool {
+    fn apply_listing(&mut self, listing: &[SessionToolkit]) {
         for tracked in &mut self.toolkits {
             let item = listing
                 .iter()
@@ -609,7 +609,6 @@ impl Worker {
                 }
             }
         }
-        true
     }
 
     /// Polls each pending link's account and mints links where one is needed. Returns false
@@ -772,13 +771,7 @@ impl Worker {
             }
         } else {
             self.error_streak = self.error_streak.saturating_add(1);
-            let exponent = self.error_streak.saturating_sub(1).min(20);
-            let backoff = self
-                .config
-                .error_backoff_initial
-                .saturating_mul(1u32 << exponent)
-                .min(self.config.error_backoff_max);
-            self.retry_at = now + backoff;
+            self.retry_at = now + error_backoff(&self.config, self.error_streak);
         }
         let snapshot = GateSnapshot {
             open: self
@@ -822,6 +815,16 @@ impl Worker {
     }
 }
 
+/// Delay before the next attempt after `streak` consecutive failed cycles (1 for the first):
+/// `error_backoff_initial` doubling per failure, capped at `error_backoff_max`.
+fn error_backoff(config: &TrackerConfig, streak: u32) -> Duration {
+    let exponent = streak.saturating_sub(1).min(20);
+    config
+        .error_backoff_initial
+        .saturating_mul(1u32 << exponent)
+        .min(config.error_backoff_max)
+}
+
 impl Tracked {
     fn connect(&mut self, account_id: &str) {
         if !matches!(&self.gate.state, ToolkitState::Connected { account_id: current } if current == account_id)
@@ -861,6 +864,16 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn error_backoff_doubles_up_to_the_cap() {
+        let config = TrackerConfig::new(["gmail"]);
+        let seconds: Vec<u64> = [1, 2, 3, 4, 5, 6, 7, 8, 100, u32::MAX]
+            .into_iter()
+            .map(|streak| error_backoff(&config, streak).as_secs())
+            .collect();
+        assert_eq!(seconds, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
     }
 
     #[test]
