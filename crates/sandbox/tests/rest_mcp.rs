@@ -140,3 +140,65 @@ async fn an_mcp_client_lists_and_calls_tools_at_the_sessions_mcp_url() {
         .await
         .assert_error(404);
 }
+
+/// MCP tools judge connections like the toolkit listing does: within the session's project,
+/// and through the session's pinned account when it pins one.
+#[tokio::test]
+async fn mcp_tools_see_the_sessions_own_account_choice() {
+    let config = toolgate_sandbox::SandboxConfig {
+        api_keys: vec![DEMO_API_KEY.to_owned(), "sk_other_project".to_owned()],
+        ..toolgate_sandbox::SandboxConfig::default()
+    };
+    let (_sandbox, client) = support::start_with(config).await;
+    // In the demo project: an ACTIVE gmail account and a pending one for the same user.
+    let first = client.session(json!({"user_id": "nia"})).await;
+    let (_, token, _) = client.link(&first, json!({"toolkit": "gmail"})).await;
+    client
+        .control(&format!("/_sandbox/links/{token}/allow"), None)
+        .await;
+    let (pending, _, _) = client.link(&first, json!({"toolkit": "gmail"})).await;
+
+    let send = json!({"tools": [{"tool_slug": "GMAIL_SEND_EMAIL", "arguments": {"recipient_email": "a@example.com", "subject": "s", "body": "b"}}]});
+    let Value::Object(arguments) = send else {
+        unreachable!("object literal")
+    };
+    let gmail_works = |key: &'static str, session: String| {
+        let arguments = arguments.clone();
+        let base = client.base.clone();
+        async move {
+            let url = format!("{base}/tool_router/{session}/mcp");
+            let mcp = ().serve(transport(&url, Some(key))).await.expect("initialize");
+            let call =
+                CallToolRequestParams::new("COMPOSIO_MULTI_EXECUTE_TOOL").with_arguments(arguments);
+            let result = result_json(&mcp.call_tool(call).await.expect("tools/call"));
+            mcp.cancel().await.expect("close");
+            result["data"]["results"][0]["response"]["successful"] == json!(true)
+        }
+    };
+    assert!(
+        gmail_works(DEMO_API_KEY, first.clone()).await,
+        "the ACTIVE account counts"
+    );
+    let pinned = client
+        .session(json!({"user_id": "nia", "connected_accounts": {"gmail": [pending]}}))
+        .await;
+    assert!(
+        !gmail_works(DEMO_API_KEY, pinned).await,
+        "the pinned account is still INITIATED"
+    );
+
+    // The same user id in another project has no account there.
+    let other = client
+        .send(
+            Method::POST,
+            "/api/v3.1/tool_router/session",
+            Some("sk_other_project"),
+            Some(br#"{"user_id":"nia"}"#),
+        )
+        .await
+        .str("/session_id");
+    assert!(
+        !gmail_works("sk_other_project", other).await,
+        "projects are separate"
+    );
+}

@@ -61,9 +61,10 @@ pub(crate) type ResponseBody = BoxBody<Bytes, Infallible>;
 pub(crate) trait McpWorld: Send + Sync + 'static {
     /// The session's view, or `None` when it does not exist (or was deleted).
     fn session(&self, session_id: &str) -> Option<SessionView>;
-    /// Whether `toolkit` has an ACTIVE connected account for `user_id` right now
-    /// (no-auth toolkits count as connected).
-    fn is_connected(&self, user_id: &str, toolkit: &str) -> bool;
+    /// Whether `toolkit` is connected for this session right now: the account the session
+    /// sees for it (its pinned account, else the user's newest ACTIVE one, within the
+    /// session's project) is ACTIVE. No-auth toolkits count as connected.
+    fn is_connected(&self, session_id: &str, toolkit: &str) -> bool;
     /// Mints a Connect Link for `toolkit` in this session, as `POST .../link` would, and
     /// returns its `redirect_url`; `Err` carries the message the real API would give.
     fn connect_link(&self, session_id: &str, toolkit: &str) -> Result<String, String>;

@@ -82,15 +82,22 @@ impl McpWorld for FakeWorld {
         self.sessions.lock().unwrap().get(session_id).cloned()
     }
 
-    fn is_connected(&self, user_id: &str, toolkit: &str) -> bool {
+    fn is_connected(&self, session_id: &str, toolkit: &str) -> bool {
         self.connection_checks
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let user = self
+            .sessions
+            .lock()
+            .unwrap()
+            .get(session_id)
+            .map(|view| view.user_id.clone());
         toolkit == "hackernews"
-            || self
-                .connected
-                .lock()
-                .unwrap()
-                .contains(&(user_id.to_owned(), toolkit.to_owned()))
+            || user.is_some_and(|user| {
+                self.connected
+                    .lock()
+                    .unwrap()
+                    .contains(&(user, toolkit.to_owned()))
+            })
     }
 
     fn connect_link(&self, session_id: &str, toolkit: &str) -> Result<String, String> {

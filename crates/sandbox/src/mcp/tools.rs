@@ -245,7 +245,7 @@ impl SessionTools {
                             "tool_slug": tool.slug,
                             "toolkit": tool.toolkit,
                             "description": tool.description,
-                            "connected": self.world.is_connected(&view.user_id, tool.toolkit),
+                            "connected": self.world.is_connected(&self.session_id, tool.toolkit),
                         })
                     })
                     .collect();
@@ -255,7 +255,7 @@ impl SessionTools {
         let statuses: Vec<Value> = toolkits_seen
             .iter()
             .map(|toolkit| {
-                let connected = self.world.is_connected(&view.user_id, toolkit);
+                let connected = self.world.is_connected(&self.session_id, toolkit);
                 json!({
                     "toolkit": toolkit,
                     "has_active_connection": connected,
@@ -339,7 +339,7 @@ impl SessionTools {
         usable_toolkit(view, known, tool.toolkit)?;
         tool.check_arguments(&invocation.arguments)
             .map_err(|reason| format!("Invalid arguments: {reason}"))?;
-        if !self.world.is_connected(&view.user_id, tool.toolkit) {
+        if !self.world.is_connected(&self.session_id, tool.toolkit) {
             let how = if view
                 .tool_router_tools
                 .iter()
@@ -422,7 +422,7 @@ impl SessionTools {
                 let toolkit = raw.to_lowercase();
                 let entry = match usable_toolkit(view, &known, &toolkit) {
                     Err(error) => Err(error),
-                    Ok(()) if self.world.is_connected(&view.user_id, &toolkit) => Ok(json!({
+                    Ok(()) if self.world.is_connected(&self.session_id, &toolkit) => Ok(json!({
                         "toolkit": toolkit,
                         "status": "ACTIVE",
                         "has_active_connection": true,
@@ -484,7 +484,7 @@ impl SessionTools {
         loop {
             let pending: Vec<&String> = toolkits
                 .iter()
-                .filter(|toolkit| !self.world.is_connected(&view.user_id, toolkit))
+                .filter(|toolkit| !self.world.is_connected(&self.session_id, toolkit))
                 .collect();
             if pending.is_empty() {
                 return ok_json(json!({

@@ -866,17 +866,19 @@ impl McpWorld for Store {
         })
     }
 
-    /// The trait names no project, so this answers across projects: an ACTIVE account of
-    /// `user_id` for `toolkit` under any API key counts.
-    fn is_connected(&self, user_id: &str, toolkit: &str) -> bool {
-        if catalog::find(toolkit).is_some_and(Toolkit::is_no_auth) {
+    /// The same account choice as the session's toolkit listing (pins, project, user).
+    fn is_connected(&self, session_id: &str, toolkit: &str) -> bool {
+        let Some(toolkit) = catalog::find(toolkit) else {
+            return false;
+        };
+        if toolkit.is_no_auth() {
             return true;
         }
-        self.lock().accounts.values().any(|account| {
-            !account.deleted
-                && account.status == Status::Active
-                && account.user_id == user_id
-                && account.toolkit.slug.eq_ignore_ascii_case(toolkit)
+        let state = self.lock();
+        state.sessions.get(session_id).is_some_and(|session| {
+            state
+                .visible_account(session, toolkit.slug)
+                .is_some_and(|account| account.status == Status::Active)
         })
     }
 
