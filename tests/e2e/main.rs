@@ -3,6 +3,7 @@
 mod binary_browser;
 mod binary_cli;
 mod binary_flow;
+mod binary_stdio;
 mod http_serve;
 mod sandbox;
 mod stdio_lifecycle;

@@ -92,6 +92,96 @@ pub(crate) fn run_composio_serve(args: &super::serve::ServeArgs) -> ExitCode {
     runtime.block_on(run_http(config, |_, _| {}))
 }
 
+/// `toolgate stdio` without `--upstream`: MCP on stdin/stdout to the Composio session, plus
+/// the connections page and OAuth callback on the listen address (Composio sends the browser
+/// there after a Connect Link). Exits the process when the bridge ends.
+pub(crate) fn run_composio_stdio(args: &super::stdio::StdioArgs) -> ExitCode {
+    let config_args = args
+        .composio
+        .config_args(args.listen, &args.headers, Some(&args.log_level));
+    let mut config = match crate::config::load(&config_args) {
+        Ok(config) => config,
+        Err(error) => return super::config_error(&error),
+    };
+    crate::logging::init(&config.log);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let code = runtime.block_on(async move {
+        // The pages are a convenience next to stdio: when the port is taken (a second client
+        // launched toolgate), the bridge still works and the links still appear in blocked
+        // answers; only the redirect after authorizing lands nowhere.
+        let listening = match bind(&config).await {
+            Ok(listening) => {
+                config.listen = listening.addr;
+                Some(listening)
+            }
+            Err(message) => {
+                tracing::warn!("{message}: the connections page and OAuth callback are unavailable");
+                None
+            }
+        };
+        let metrics = Metrics::new();
+        let wiring = match runtime::start(&config, metrics.clone(), config.require.clone()) {
+            Ok(wiring) => wiring,
+            Err(error) => {
+                eprintln!("toolgate: {error:#}");
+                return i32::from(EXIT_CONFIG);
+            }
+        };
+        if let Some(listening) = listening {
+            match app(&config, &wiring, metrics) {
+                Ok(app) => {
+                    let base_url = format!("http://{}", listening.addr);
+                    eprintln!("toolgate: connections page {base_url}/connections");
+                    tokio::spawn(announce(wiring.status_rx.clone(), base_url));
+                    tokio::spawn(web::serve(
+                        listening.listener,
+                        app,
+                        std::future::pending::<()>(),
+                        config.drain_timeout,
+                    ));
+                }
+                Err(message) => {
+                    eprintln!("toolgate: invalid configuration: {message}");
+                    return i32::from(EXIT_CONFIG);
+                }
+            }
+        }
+        let stdio_config = toolgate_proxy::stdio::StdioConfig {
+            wait: wait_mode(&config),
+            // Session creation can take a few Composio round trips (with retries).
+            upstream_wait: Duration::from_secs(30),
+            ..toolgate_proxy::stdio::StdioConfig::default()
+        };
+        let Wiring {
+            upstream_rx,
+            gate_rx,
+            events,
+            mut task,
+            actions,
+            ..
+        } = wiring;
+        let code = tokio::select! {
+            code = super::stdio::bridge(stdio_config, upstream_rx, gate_rx, events) => code,
+            outcome = &mut task => match outcome {
+                Ok(Err(error)) => {
+                    let code = fatal(&error);
+                    return if code == ExitCode::from(EXIT_CONFIG) { i32::from(EXIT_CONFIG) } else { 1 };
+                }
+                _ => 1,
+            },
+        };
+        if let Some(tracker) = actions.get() {
+            tracker.shutdown();
+        }
+        code
+    });
+    // As in generic mode: a pending stdin read would keep the runtime alive.
+    std::process::exit(code)
+}
+
 /// Interval of progress notifications while a call is held in wait mode.
 const WAIT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 

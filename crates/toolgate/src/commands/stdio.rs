@@ -23,9 +23,10 @@ use url::Url;
 /// Arguments of `toolgate stdio`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StdioArgs {
-    /// The upstream Streamable HTTP MCP endpoint, e.g. `https://example.com/mcp`.
+    /// The upstream Streamable HTTP MCP endpoint, e.g. `https://example.com/mcp`. Without it,
+    /// toolgate runs in Composio mode from the configuration (file, environment, flags below).
     #[arg(long)]
-    pub(crate) upstream: String,
+    pub(crate) upstream: Option<String>,
     /// A header added to every upstream request: `Name: value` or `Name:value`; `${VAR}` in the
     /// value is replaced by that environment variable. Repeatable; overrides `--header-file`.
     #[arg(long = "header", value_name = "NAME: VALUE")]
@@ -42,6 +43,13 @@ pub(crate) struct StdioArgs {
     /// Quiet (`warn`) by default: Claude Desktop shows stderr in its MCP log.
     #[arg(long, env = "TOOLGATE_LOG_LEVEL", default_value = "warn")]
     pub(crate) log_level: String,
+    /// Composio mode: where the connections page and the OAuth callback listen (default
+    /// 127.0.0.1:8787; the MCP traffic itself stays on stdin/stdout).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    /// Composio mode's configuration flags (`--config`, `--user-id`, `--require`, ...).
+    #[command(flatten)]
+    pub(crate) composio: super::gateway::ComposioFlags,
 }
 
 /// Exit code for a usage or configuration error (`EX_USAGE`).
@@ -57,8 +65,11 @@ pub(crate) fn install_panic_hook() {
 
 pub(crate) fn run(args: StdioArgs) -> ExitCode {
     install_panic_hook();
+    let Some(upstream) = args.upstream.clone() else {
+        return super::gateway::run_composio_stdio(&args);
+    };
     init_logging(&args.log_level);
-    let target = match upstream_target(&args) {
+    let target = match upstream_target(&args, &upstream) {
         Ok(target) => target,
         Err(message) => {
             let _ = writeln!(std::io::stderr(), "toolgate stdio: {message}");
@@ -209,9 +220,9 @@ fn init_logging(level: &str) {
 }
 
 /// The upstream URL and headers from the flags, or a one-line reason they cannot work.
-fn upstream_target(args: &StdioArgs) -> Result<UpstreamTarget, String> {
-    let url = Url::parse(&args.upstream)
-        .map_err(|error| format!("--upstream {:?} is not a URL: {error}", args.upstream))?;
+fn upstream_target(args: &StdioArgs, upstream: &str) -> Result<UpstreamTarget, String> {
+    let url = Url::parse(upstream)
+        .map_err(|error| format!("--upstream {upstream:?} is not a URL: {error}"))?;
     match url.scheme() {
         "https" => {}
         "http" if args.allow_http || is_loopback(&url) => {}
@@ -255,26 +266,32 @@ mod tests {
 
     fn args(upstream: &str, headers: &[&str]) -> StdioArgs {
         StdioArgs {
-            upstream: upstream.to_owned(),
+            upstream: Some(upstream.to_owned()),
             headers: headers.iter().map(|h| (*h).to_owned()).collect(),
             header_file: None,
             allow_http: false,
             log_level: "warn".to_owned(),
+            listen: None,
+            composio: super::super::gateway::ComposioFlags::default(),
         }
+    }
+
+    fn target_of(args: &StdioArgs) -> Result<UpstreamTarget, String> {
+        upstream_target(args, args.upstream.as_deref().unwrap_or_default())
     }
 
     #[test]
     fn plain_http_only_to_loopback_unless_allowed() {
-        assert!(upstream_target(&args("http://127.0.0.1:3001/mcp", &[])).is_ok());
-        assert!(upstream_target(&args("http://localhost/mcp", &[])).is_ok());
-        assert!(upstream_target(&args("https://mcp.example/mcp", &[])).is_ok());
-        let error = upstream_target(&args("http://mcp.example/mcp", &[])).unwrap_err();
+        assert!(target_of(&args("http://127.0.0.1:3001/mcp", &[])).is_ok());
+        assert!(target_of(&args("http://localhost/mcp", &[])).is_ok());
+        assert!(target_of(&args("https://mcp.example/mcp", &[])).is_ok());
+        let error = target_of(&args("http://mcp.example/mcp", &[])).unwrap_err();
         assert!(error.contains("--allow-http"), "{error}");
         let mut allowed = args("http://mcp.example/mcp", &[]);
         allowed.allow_http = true;
-        assert!(upstream_target(&allowed).is_ok());
-        assert!(upstream_target(&args("ftp://x/mcp", &[])).is_err());
-        assert!(upstream_target(&args("not a url", &[])).is_err());
+        assert!(target_of(&allowed).is_ok());
+        assert!(target_of(&args("ftp://x/mcp", &[])).is_err());
+        assert!(target_of(&args("not a url", &[])).is_err());
     }
 
     #[test]
@@ -284,16 +301,16 @@ mod tests {
         std::fs::write(&file, "# secrets\nX-Team: red\nX-File: yes\n").unwrap();
         let mut with_file = args("https://mcp.example/mcp", &["X-Team:blue", "X-A: 1"]);
         with_file.header_file = Some(file);
-        let target = upstream_target(&with_file).unwrap();
+        let target = target_of(&with_file).unwrap();
         assert_eq!(target.headers["x-team"], "blue");
         assert_eq!(target.headers["x-file"], "yes");
         assert_eq!(target.headers["x-a"], "1");
-        let error = upstream_target(&args("https://mcp.example/mcp", &["broken"])).unwrap_err();
+        let error = target_of(&args("https://mcp.example/mcp", &["broken"])).unwrap_err();
         assert!(error.starts_with("--header:"), "{error}");
         let mut missing = args("https://mcp.example/mcp", &[]);
         missing.header_file = Some(dir.path().join("absent"));
         assert!(
-            upstream_target(&missing)
+            target_of(&missing)
                 .unwrap_err()
                 .starts_with("--header-file")
         );
