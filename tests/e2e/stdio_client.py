@@ -4,7 +4,7 @@ usage: stdio_client.py SCENARIO COMMAND [ARGS...]
 
 Prints one JSON object per step on its own stdout, which the Rust test reads and asserts on.
 Scenarios:
-  full     list, call, progress, sampling and elicitation round trips, logging notifications
+  full     list, call, progress, sampling, elicitation and roots round trips, logging
            (against server-everything)
   sandbox  list, SANDBOX_ECHO, SANDBOX_SLOW_OPERATION with progress (against the sandbox)
   restart  one call, then print {"step":"waiting"} and wait for a line on stdin (the test
@@ -37,6 +37,10 @@ async def on_sampling(context, params):
     )
 
 
+async def on_list_roots(context):
+    return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/toolgate-root", name="toolgate-test-root")])
+
+
 async def on_elicitation(context, params):
     return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
 
@@ -45,17 +49,20 @@ async def main():
     scenario, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     server = StdioServerParameters(command=command, args=args, env={**os.environ})
     log_messages = []
-    first_log = anyio.Event()
+    simulated_log = anyio.Event()
 
     async def on_log(params):
         log_messages.append(params.data)
-        first_log.set()
+        # server-everything's simulated log lines name the session.
+        if "SessionId" in str(params.data):
+            simulated_log.set()
 
     async with stdio_client(server) as (read, write), ClientSession(
         read,
         write,
         sampling_callback=on_sampling,
         elicitation_callback=on_elicitation,
+        list_roots_callback=on_list_roots,
         logging_callback=on_log,
     ) as session:
         init = await session.initialize()
@@ -86,6 +93,9 @@ async def main():
             elicited = await session.call_tool("trigger-elicitation-request", {})
             emit(step="elicitation", texts=texts(elicited))
 
+            roots = await session.call_tool("get-roots-list", {})
+            emit(step="roots", texts=texts(roots))
+
             # Concurrent calls: neither waits for the other.
             results = {}
 
@@ -100,9 +110,9 @@ async def main():
             await session.set_logging_level("debug")
             await session.call_tool("toggle-simulated-logging", {})
             with anyio.fail_after(10):
-                await first_log.wait()
+                await simulated_log.wait()
             await session.call_tool("toggle-simulated-logging", {})
-            emit(step="logging", messages=log_messages[:1])
+            emit(step="logging", messages=[m for m in log_messages if "SessionId" in str(m)][:1])
 
         elif scenario == "sandbox":
             tools = await session.list_tools()

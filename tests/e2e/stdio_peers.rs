@@ -61,6 +61,15 @@ async fn python_sdk_round_trips_through_toolgate_stdio() -> anyhow::Result<()> {
         "{elicited}"
     );
 
+    let roots = expect_step(&mut driver, "roots").await?;
+    assert!(
+        roots["texts"][0]
+            .as_str()
+            .unwrap()
+            .contains("toolgate-test-root"),
+        "{roots}"
+    );
+
     let concurrent = expect_step(&mut driver, "concurrent").await?;
     for n in 0..5 {
         assert_eq!(
@@ -72,7 +81,7 @@ async fn python_sdk_round_trips_through_toolgate_stdio() -> anyhow::Result<()> {
     // A logging notification pushed on the session's GET stream.
     let logging = expect_step(&mut driver, "logging").await?;
     assert!(
-        logging["messages"][0].as_str().unwrap().contains("message"),
+        logging["messages"][0].as_str().unwrap().contains("SessionId"),
         "{logging}"
     );
 
