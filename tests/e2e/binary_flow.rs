@@ -318,3 +318,87 @@ async fn sigterm_drains_in_flight_requests() -> anyhow::Result<()> {
     assert!(refused.is_err());
     Ok(())
 }
+
+/// `gate.mode = "wait"`: a blocked call is held; Allow meanwhile → the held call is forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_mode_holds_the_call_until_connected() -> anyhow::Result<()> {
+    let sandbox = sandbox()?;
+    let mut env = composio_env(&sandbox, "wait-user");
+    env.push(("TOOLGATE_REQUIRE".into(), "notion".into()));
+    env.push(("TOOLGATE_GATE_MODE".into(), "wait".into()));
+    env.push(("TOOLGATE_GATE_WAIT_TIMEOUT".into(), "60s".into()));
+    let mut gateway = Gateway::start(&[], &env).await?;
+    gateway.wait_for_gate("closed").await?;
+    let (_, page) = gateway.get("/connections").await?;
+    let link = links_in(&page)
+        .into_iter()
+        .next()
+        .expect("a link on the page");
+    let client = gateway.mcp().await?;
+    let held = tokio::spawn(async move {
+        call_tool(&client, 5, "SANDBOX_ECHO", json!({"message": "held"})).await
+    });
+    // The call is held (counted as held, not answered) while the toolkit is pending.
+    eventually("the call to be held", || async {
+        let (_, metrics) = gateway.get("/metrics").await?;
+        Ok(metrics
+            .contains("toolgate_held_tool_calls_total 1")
+            .then_some(()))
+    })
+    .await?;
+    assert!(!held.is_finished(), "a held call is not answered");
+    answer_link(&sandbox, &link, "allow").await?;
+    let answer = held.await??;
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    assert!(result_text(&answer).contains("held"), "{answer}");
+    gateway.process.terminate().await?;
+    Ok(())
+}
+
+/// With a token: MCP and pages need it; a browser logs in once with `?token=` (cookie).
+#[tokio::test(flavor = "multi_thread")]
+async fn token_protects_mcp_and_pages() -> anyhow::Result<()> {
+    const TOKEN: &str = "e2e-inbound-token-0123456789";
+    let sandbox = sandbox()?;
+    let mut env = composio_env(&sandbox, "token-user");
+    env.push(("TOOLGATE_TOKEN".into(), TOKEN.into()));
+    let mut gateway = Gateway::start(&[], &env).await?;
+    gateway.wait_for_gate("open").await?;
+    let unauthenticated = gateway
+        .http
+        .post(gateway.mcp_url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await?;
+    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(gateway.get("/connections").await?.0, 401);
+    assert_eq!(gateway.get("/metrics").await?.0, 401);
+    assert_eq!(gateway.get("/healthz").await?.0, 200);
+    let login = gateway
+        .http
+        .get(format!("{}/connections?token={TOKEN}", gateway.base))
+        .send()
+        .await?;
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str()?.to_owned();
+    let page = gateway
+        .http
+        .get(format!("{}/connections", gateway.base))
+        .header("cookie", cookie.split(';').next().unwrap_or_default())
+        .send()
+        .await?;
+    assert_eq!(page.status(), 200);
+    let mut client = toolgate_tests::http::RawMcp::new(&gateway.mcp_url());
+    client
+        .extra
+        .push(("Authorization".into(), format!("Bearer {TOKEN}")));
+    client.initialize().await?;
+    gateway.process.terminate().await?;
+    assert!(
+        !gateway.process.stderr().contains(TOKEN),
+        "the token leaked into the logs"
+    );
+    Ok(())
+}

@@ -59,6 +59,7 @@ struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     blocked_calls: Counter,
+    held_calls: Counter,
     upstream_latency: Histogram,
     upstream_errors: Family<ErrorLabels, Counter>,
     gate_open: Gauge,
@@ -81,6 +82,12 @@ impl Metrics {
             "blocked_tool_calls",
             "tools/call requests answered locally because a required toolkit was not connected",
             blocked_calls.clone(),
+        );
+        let held_calls = Counter::default();
+        registry.register(
+            "held_tool_calls",
+            "tools/call requests held in wait mode until the gate opened or the wait timed out",
+            held_calls.clone(),
         );
         // 1 ms .. ~33 s.
         let upstream_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
@@ -124,6 +131,7 @@ impl Metrics {
                 registry,
                 requests,
                 blocked_calls,
+                held_calls,
                 upstream_latency,
                 upstream_errors,
                 gate_open,
@@ -158,6 +166,11 @@ impl Metrics {
     /// Counts one blocked `tools/call`.
     pub(crate) fn blocked_call(&self) {
         self.inner.blocked_calls.inc();
+    }
+
+    /// Counts one `tools/call` held in wait mode.
+    pub(crate) fn held_call(&self) {
+        self.inner.held_calls.inc();
     }
 
     /// Records the time until an upstream response head.
@@ -212,6 +225,7 @@ mod tests {
             "toolgate_requests_total{method=\"tools/call\",status=\"200\"} 1",
             "toolgate_requests_total{method=\"other\",status=\"200\"} 1",
             "toolgate_blocked_tool_calls_total 1",
+            "toolgate_held_tool_calls_total 0",
             "toolgate_upstream_latency_seconds_count 1",
             "toolgate_upstream_errors_total{kind=\"timeout\"} 1",
             "toolgate_upstream_errors_total{kind=\"unreachable\"} 0",

@@ -145,6 +145,14 @@ impl ProxyEvents for GatewayEvents {
         );
     }
 
+    fn call_held(&self, tool: Option<&str>) {
+        self.metrics.held_call();
+        tracing::debug!(
+            tool = tool.unwrap_or("?"),
+            "tools/call held until the gate opens"
+        );
+    }
+
     fn upstream_error(&self, kind: UpstreamErrorKind) {
         self.metrics.upstream_error(match kind {
             UpstreamErrorKind::Unreachable => "unreachable",
