@@ -4,6 +4,8 @@ mod binary_browser;
 mod binary_cli;
 mod binary_flow;
 mod binary_stdio;
+mod deploy_container;
+mod deploy_static;
 mod http_serve;
 mod sandbox;
 mod stdio_lifecycle;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod binary;
+pub mod deploy;
 pub mod http;
 pub mod stdio;
 
