@@ -9,4 +9,7 @@ bash tests/peers/install.sh
 # One build serves both the unit tests and the end-to-end tests of the binary.
 cargo build --workspace --all-targets --locked
 export TOOLGATE_BIN=${TOOLGATE_BIN:-$root/target/debug/toolgate}
+# deploy/Dockerfile's build stage in a clean clone (release build, ~8 min on 2 cores, once per
+# run); the deploy tests run the binary the image would contain.
+export TOOLGATE_CONTAINER_BIN=${TOOLGATE_CONTAINER_BIN:-$(bash tests/deploy/build.sh)}
 cargo test --workspace --locked "$@"
