@@ -270,3 +270,47 @@ async fn demo_prints_url_snippets_and_links() -> anyhow::Result<()> {
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+/// Generic mode serves the operations routes too, and counts upstream failures.
+#[tokio::test(flavor = "multi_thread")]
+async fn generic_mode_has_health_readiness_and_metrics() -> anyhow::Result<()> {
+    // Nothing listens on this port: every forwarded request is an upstream failure.
+    let dead_port = toolgate_tests::free_port()?;
+    let upstream = format!("http://127.0.0.1:{dead_port}/mcp");
+    let mut serve =
+        toolgate_tests::http::ToolgateServe::start(&["--upstream", &upstream], &[]).await?;
+    let base = serve.url.trim_end_matches("/mcp").to_owned();
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    assert_eq!(
+        client.get(format!("{base}/healthz")).send().await?.status(),
+        200
+    );
+    let ready = client.get(format!("{base}/readyz")).send().await?;
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await?;
+    assert_eq!(ready["mode"], "generic");
+    assert_eq!(ready["gate"], "open");
+    let failed = client
+        .post(&serve.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#)
+        .send()
+        .await?;
+    assert_eq!(failed.status(), 502);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for needle in [
+        "toolgate_upstream_errors_total{kind=\"unreachable\"} 1",
+        "toolgate_requests_total{method=\"tools/list\",status=\"502\"} 1",
+        "toolgate_gate_open 1",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    assert!(serve.process.terminate().await?.success());
+    Ok(())
+}

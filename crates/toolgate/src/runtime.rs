@@ -105,6 +105,21 @@ pub(crate) struct GatewayEvents {
     gate_rx: watch::Receiver<GateState>,
 }
 
+impl GatewayEvents {
+    /// Hooks counting into `metrics` and re-verifying through `tracker` (when there is one).
+    pub(crate) fn new(
+        metrics: Metrics,
+        tracker: Arc<TrackerSlot>,
+        gate_rx: watch::Receiver<GateState>,
+    ) -> Self {
+        Self {
+            metrics,
+            tracker,
+            gate_rx,
+        }
+    }
+}
+
 impl ProxyEvents for GatewayEvents {
     fn request_finished(&self, record: &RequestRecord<'_>) {
         let label = match record.kind {

@@ -182,6 +182,61 @@ pub(crate) fn run_composio_stdio(args: &super::stdio::StdioArgs) -> ExitCode {
     std::process::exit(code)
 }
 
+/// Keeps generic mode's fixed channels alive for the life of the server.
+pub(crate) struct GenericChannels {
+    _upstream: watch::Sender<Option<toolgate_proxy::upstream::UpstreamTarget>>,
+    _gate: watch::Sender<toolgate_proxy::gate::GateState>,
+    _status: watch::Sender<StatusView>,
+}
+
+/// Generic mode (`serve --upstream`): the gateway for this proxy configuration and target,
+/// mounted next to `/healthz`, `/readyz` and `/metrics` (the pages show no toolkits; the gate
+/// is always open).
+pub(crate) fn generic_app(
+    proxy: ProxyConfig,
+    target: toolgate_proxy::upstream::UpstreamTarget,
+) -> Result<(Arc<App>, GenericChannels), toolgate_proxy::gateway::ProxyError> {
+    let (upstream_tx, upstream_rx) = watch::channel(Some(target));
+    let (gate_tx, gate_rx) = watch::channel(toolgate_proxy::gate::GateState::Open);
+    let (status_tx, status_rx) = watch::channel(StatusView {
+        mode: Mode::Generic.to_string(),
+        ready: true,
+        gate_open: true,
+        ..StatusView::default()
+    });
+    let metrics = Metrics::new();
+    metrics.set_gate(true, true, 0);
+    let tracker = Arc::new(runtime::TrackerSlot::default());
+    let events = Arc::new(runtime::GatewayEvents::new(
+        metrics.clone(),
+        Arc::clone(&tracker),
+        gate_rx.clone(),
+    ));
+    let guard = web::guard::Guard::new(
+        &proxy.allowed_hosts,
+        &proxy.allowed_origins,
+        proxy.bearer_token.clone(),
+    );
+    let gateway = Gateway::new(proxy, upstream_rx, gate_rx, events)?;
+    let app = Arc::new(App {
+        guard,
+        status: status_rx,
+        actions: tracker,
+        metrics,
+        csrf_token: web::new_csrf_token(),
+        gateway,
+        callback_wait: web::CALLBACK_CONFIRM_WAIT,
+    });
+    Ok((
+        app,
+        GenericChannels {
+            _upstream: upstream_tx,
+            _gate: gate_tx,
+            _status: status_tx,
+        },
+    ))
+}
+
 /// Interval of progress notifications while a call is held in wait mode.
 const WAIT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
