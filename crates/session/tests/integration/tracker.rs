@@ -649,19 +649,26 @@ async fn shutdown_stops_the_tracker() -> anyhow::Result<()> {
         is_pending(snapshot, "gmail")
     })
     .await?;
+    // Counted before the fault goes in: the tracker's next request (its own poll or the
+    // hint's check) is the one that gets stuck.
+    let stuck_before = count_requests(&sandbox, "GET", "/api");
     fault(
         &sandbox,
         json!({"path_prefix": "/api", "delay_ms": 3_600_000, "count": 1}),
     )
     .await?;
-    let stuck_before = count_requests(&sandbox, "GET", "/api");
     busy.hint();
+    // Poll the condition, bounded (15 s).
     for _ in 0..1500 {
         if count_requests(&sandbox, "GET", "/api") > stuck_before {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(
+        count_requests(&sandbox, "GET", "/api") > stuck_before,
+        "the tracker never sent its request"
+    );
     busy.shutdown();
     tokio::time::timeout(Duration::from_secs(15), busy.stopped()).await?;
     clear_faults(&sandbox).await?;
