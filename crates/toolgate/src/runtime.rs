@@ -588,3 +588,159 @@ pub(crate) fn status_view(
             .map(|error| error.message.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone as _, Utc};
+
+    fn toolkit(slug: &str, state: ToolkitState) -> ToolkitGate {
+        ToolkitGate {
+            slug: slug.to_owned(),
+            name: slug.to_uppercase(),
+            logo: Some(format!("https://logos.example/{slug}.svg")),
+            state,
+        }
+    }
+
+    fn pending(url: &str, failure: Option<&str>) -> ToolkitState {
+        ToolkitState::Pending {
+            connect_url: url.to_owned(),
+            expires_at: Utc
+                .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+                .single()
+                .unwrap_or_default(),
+            previous_failure: failure.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn views_carry_status_account_link_and_detail() {
+        let connected = toolkit_view(&toolkit(
+            "gmail",
+            ToolkitState::Connected {
+                account_id: "ca_1".into(),
+            },
+        ));
+        assert_eq!(connected.status, ToolkitStatus::Connected);
+        assert_eq!(connected.account_id.as_deref(), Some("ca_1"));
+        assert!(connected.connect_url.is_none());
+        let waiting = toolkit_view(&toolkit("github", pending("https://c/link/ln_1", None)));
+        assert_eq!(waiting.status, ToolkitStatus::Pending);
+        assert_eq!(waiting.connect_url.as_deref(), Some("https://c/link/ln_1"));
+        assert_eq!(
+            waiting.detail.as_deref(),
+            Some("link valid until 03:04:05 UTC")
+        );
+        let retry = toolkit_view(&toolkit(
+            "github",
+            pending("https://c/link/ln_2", Some("denied")),
+        ));
+        assert_eq!(
+            retry.detail.as_deref(),
+            Some("previous attempt failed: denied")
+        );
+        let failed = toolkit_view(&toolkit(
+            "slack",
+            ToolkitState::Failed {
+                reason: "expired".into(),
+            },
+        ));
+        assert_eq!(failed.status, ToolkitStatus::Failed);
+        assert_eq!(
+            toolkit_view(&toolkit("x", ToolkitState::NoAuth)).status,
+            ToolkitStatus::NoAuth
+        );
+    }
+
+    #[test]
+    fn gate_follows_the_snapshot() {
+        let (upstream_tx, _upstream_rx) = watch::channel(None);
+        let (gate_tx, gate_rx) = watch::channel(GateState::Starting {
+            reason: "starting".into(),
+        });
+        let (status_tx, status_rx) = watch::channel(StatusView::default());
+        let senders = Senders {
+            upstream_tx,
+            gate_tx,
+            status_tx,
+            metrics: Metrics::new(),
+        };
+        let mut snapshot = GateSnapshot {
+            open: false,
+            toolkits: vec![
+                toolkit(
+                    "gmail",
+                    ToolkitState::Connected {
+                        account_id: "ca_1".into(),
+                    },
+                ),
+                toolkit("github", pending("https://c/link/ln_1", None)),
+            ],
+            last_error: None,
+            checked: false,
+        };
+        // Before the first check every toolkit is listed (nothing is known yet).
+        publish(&senders, &snapshot);
+        assert!(matches!(&*gate_rx.borrow(), GateState::Closed { pending } if pending.len() == 2));
+        assert!(!status_rx.borrow().ready);
+        snapshot.checked = true;
+        publish(&senders, &snapshot);
+        match &*gate_rx.borrow() {
+            GateState::Closed { pending } => {
+                assert_eq!(pending.len(), 1);
+                assert_eq!(pending[0].slug, "github");
+                assert_eq!(
+                    pending[0].connect_url.as_deref(),
+                    Some("https://c/link/ln_1")
+                );
+            }
+            other => panic!("expected closed, got {other:?}"),
+        }
+        assert!(status_rx.borrow().ready && !status_rx.borrow().gate_open);
+        snapshot.open = true;
+        snapshot.toolkits[1].state = ToolkitState::NoAuth;
+        publish(&senders, &snapshot);
+        assert_eq!(*gate_rx.borrow(), GateState::Open);
+        assert!(status_rx.borrow().gate_open);
+        assert!(senders.metrics.render().contains("toolgate_gate_open 1"));
+    }
+
+    #[test]
+    fn session_request_turns_in_chat_auth_off_by_default() {
+        let mut config = Config {
+            user_id: Some("alice".into()),
+            ..Config::default()
+        };
+        config.session.toolkits_enable = vec!["gmail".into()];
+        config
+            .session
+            .connected_accounts
+            .insert("gmail".into(), "ca_9".into());
+        let body = serde_json::to_value(session_request(&config)).unwrap_or_default();
+        assert_eq!(body["user_id"], "alice");
+        assert_eq!(
+            body["manage_connections"],
+            serde_json::json!({"enable": false})
+        );
+        assert_eq!(body["toolkits"], serde_json::json!({"enable": ["gmail"]}));
+        assert_eq!(
+            body["connected_accounts"]["gmail"],
+            serde_json::json!(["ca_9"])
+        );
+        config.session.manage_connections = true;
+        let body = serde_json::to_value(session_request(&config)).unwrap_or_default();
+        assert_eq!(body["manage_connections"]["enable"], true);
+        assert_eq!(
+            body["manage_connections"]["callback_url"],
+            "http://127.0.0.1:8787/callback"
+        );
+    }
+
+    #[test]
+    fn startup_backoff_grows_and_caps() {
+        assert_eq!(startup_backoff(0), Duration::from_millis(500));
+        assert_eq!(startup_backoff(1), Duration::from_secs(1));
+        assert_eq!(startup_backoff(20), Duration::from_secs(30));
+    }
+}

@@ -74,7 +74,26 @@ pub(crate) fn run_composio_serve(args: &super::serve::ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => return super::config_error(&error),
     };
-    // The generic-mode access flags apply here too.
+    // The generic-mode flags that make sense here apply too; the rest are refused rather than
+    // silently ignored.
+    if args.header_file.is_some() {
+        return super::config_error(&crate::config::ConfigError {
+            key: "--header-file".to_owned(),
+            message: "only used in generic mode (with --upstream)".to_owned(),
+        });
+    }
+    if args.mcp_path != "/mcp" {
+        config.path = args.mcp_path.clone();
+    }
+    if args.drain_timeout != Duration::from_secs(10) {
+        config.drain_timeout = args.drain_timeout;
+    }
+    if let Some(token) = std::env::var(&args.token_env)
+        .ok()
+        .filter(|token| !token.is_empty())
+    {
+        config.token = Some(secrecy::SecretString::from(token));
+    }
     config
         .allowed_hosts
         .extend(args.allowed_hosts.iter().cloned());
@@ -103,6 +122,12 @@ pub(crate) fn run_composio_stdio(args: &super::stdio::StdioArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => return super::config_error(&error),
     };
+    if args.header_file.is_some() {
+        return super::config_error(&crate::config::ConfigError {
+            key: "--header-file".to_owned(),
+            message: "only used in generic mode (with --upstream)".to_owned(),
+        });
+    }
     crate::logging::init(&config.log);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
