@@ -11,5 +11,9 @@ cargo build --workspace --all-targets --locked
 export TOOLGATE_BIN=${TOOLGATE_BIN:-$root/target/debug/toolgate}
 # deploy/Dockerfile's build stage in a clean clone (release build, ~8 min on 2 cores, once per
 # run); the deploy tests run the binary the image would contain.
-export TOOLGATE_CONTAINER_BIN=${TOOLGATE_CONTAINER_BIN:-$(bash tests/deploy/build.sh)}
+# (A plain assignment, so `set -e` stops the run when that build fails.)
+if [ -z "${TOOLGATE_CONTAINER_BIN:-}" ]; then
+  TOOLGATE_CONTAINER_BIN=$(bash tests/deploy/build.sh)
+fi
+export TOOLGATE_CONTAINER_BIN
 cargo test --workspace --locked "$@"
