@@ -402,3 +402,56 @@ async fn token_protects_mcp_and_pages() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A configured callback URL keeps its own query through Composio's redirect, and the page it
+/// lands on confirms the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_callback_url_keeps_its_query() -> anyhow::Result<()> {
+    let sandbox = sandbox()?;
+    let port = toolgate_tests::free_port()?;
+    let mut env = composio_env(&sandbox, "callback-user");
+    env.push(("TOOLGATE_REQUIRE".into(), "linear".into()));
+    env.push((
+        "TOOLGATE_CALLBACK_URL".into(),
+        format!("http://localhost:{port}/callback?tenant=acme"),
+    ));
+    env.push(("TOOLGATE_LISTEN".into(), format!("127.0.0.1:{port}")));
+    // Not `Gateway::start`: it passes `--listen 127.0.0.1:0`, and the callback names a port.
+    let mut command = tokio::process::Command::new(toolgate_tests::toolgate_bin()?);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .arg("serve");
+    let mut process = toolgate_tests::http::Process::spawn("toolgate serve", command)?;
+    let line = process
+        .wait_for_line(|line| !links_in(line).is_empty())
+        .await?;
+    let link = links_in(&line).remove(0);
+    let token = link.rsplit('/').next().unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let allowed = client
+        .post(format!(
+            "{}/_sandbox/links/{token}/allow",
+            sandbox.base_url()
+        ))
+        .send()
+        .await?;
+    assert_eq!(allowed.status(), 303);
+    let location = allowed.headers()["location"].to_str()?.to_owned();
+    assert!(
+        location.starts_with(&format!("http://localhost:{port}/callback?tenant=acme&")),
+        "{location}"
+    );
+    assert!(location.contains("status=success") && location.contains("connected_account_id=ca_"));
+    let page = client.get(&location).send().await?.text().await?;
+    assert!(page.contains("Linear is connected"), "{page}");
+    assert!(process.terminate().await?.success());
+    Ok(())
+}
