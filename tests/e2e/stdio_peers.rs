@@ -81,7 +81,10 @@ async fn python_sdk_round_trips_through_toolgate_stdio() -> anyhow::Result<()> {
     // A logging notification pushed on the session's GET stream.
     let logging = expect_step(&mut driver, "logging").await?;
     assert!(
-        logging["messages"][0].as_str().unwrap().contains("SessionId"),
+        logging["messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("SessionId"),
         "{logging}"
     );
 
