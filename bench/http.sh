@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# HTTP overhead benchmark of `toolgate serve` (see BENCHMARKS.md for method and results).
+#
+# For each upstream (server-everything, and the sandbox's Rust MCP upstream) and each
+# connection count (1, 8): PAIRS interleaved pairs of RUN-second wrk runs, direct (A) then
+# through toolgate (B), each run on its own fresh session, tools/call echo with unique ids.
+# Prints one RESULT line per run and a median summary; writes everything to bench/results/.
+# Not part of CI. Run it on a quiet machine (check `uptime`).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+PAIRS=${PAIRS:-3}
+RUN=${RUN:-10}
+peers=${TOOLGATE_PEERS:-$root/target/peers}
+out_dir=$root/bench/results
+mkdir -p "$out_dir"
+out=$out_dir/http-$(date -u +%Y%m%dT%H%M%SZ).txt
+
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing wrk (apt)" >&2
+  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+[ -x "$peers/node/node_modules/.bin/mcp-server-everything" ] || bash tests/peers/install.sh
+# A target dir of its own, so the release build never holds the lock of the everyday one.
+bench_target=${BENCH_TARGET_DIR:-$root/target/bench}
+if [ -z "${SKIP_BUILD:-}" ]; then
+  echo "bench: building the release binary in $bench_target" >&2
+  cargo build --release -p toolgate --target-dir "$bench_target" >&2
+fi
+bin=$bench_target/release/toolgate
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
+
+# mksession URL [x-api-key] -> prints the session id (initialize + initialized).
+mksession() {
+  local url=$1 key=${2:-} sid
+  local headers=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+  [ -n "$key" ] && headers+=(-H "x-api-key: $key")
+  sid=$(curl -sS -D - -o /dev/null "${headers[@]}" "$url" -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}' \
+    | awk 'tolower($1)=="mcp-session-id:" {print $2}' | tr -d '\r')
+  curl -sS -o /dev/null "${headers[@]}" -H "Mcp-Session-Id: $sid" -H 'Mcp-Protocol-Version: 2025-11-25' "$url" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+  echo "$sid"
+}
+
+# run LABEL URL TOOL CONNS [x-api-key]
+run() {
+  local label=$1 url=$2 tool=$3 conns=$4 key=${5:-} sid threads=1 line
+  sid=$(mksession "$url" "$key")
+  [ "$conns" -gt 1 ] && threads=2
+  line=$(SID=$sid TOOL=$tool APIKEY=$key wrk -t$threads -c$conns -d${RUN}s --latency -s bench/http_echo.lua "$url" | grep '^RESULT')
+  echo "$label c=$conns $line" | tee -a "$out"
+}
+
+start_toolgate() { # UPSTREAM [header...] -> sets tg_url, tg_pid
+  local port; port=$(free_port)
+  "$bin" serve --listen 127.0.0.1:$port --threads "${THREADS:-1}" --upstream "$@" --log-level warn 2>>"$out_dir/toolgate.log" &
+  tg_pid=$!; pids+=($tg_pid); wait_port $port; tg_url=http://127.0.0.1:$port/mcp
+}
+
+{
+  echo "# $(date -u) $(uname -srm)"
+  echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+  echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# toolgate --threads ${THREADS:-1}"
+  echo "# pairs=$PAIRS run=${RUN}s wrk=$(wrk --version 2>&1 | head -1 | cut -d' ' -f2)"
+} | tee "$out"
+
+# --- server-everything (restarted for every pair: its event store grows without bound) ---
+for conns in 1 8; do
+  for pair in $(seq 1 "$PAIRS"); do
+    se_port=$(free_port)
+    PORT=$se_port node "$peers/node/node_modules/.bin/mcp-server-everything" streamableHttp >/dev/null 2>&1 &
+    se_pid=$!; pids+=($se_pid); wait_port $se_port
+    start_toolgate "http://127.0.0.1:$se_port/mcp"
+    if [ "$conns" = 1 ] && [ "$pair" = 1 ]; then
+      echo "idle_rss_kib toolgate=$(rss_kib $tg_pid)" | tee -a "$out"
+    fi
+    run "everything direct " "http://127.0.0.1:$se_port/mcp" echo "$conns"
+    run "everything toolgate" "$tg_url" echo "$conns"
+    [ "$conns" = 8 ] && [ "$pair" = "$PAIRS" ] && echo "loaded_rss_kib toolgate=$(rss_kib $tg_pid)" | tee -a "$out"
+    kill $tg_pid $se_pid; wait $tg_pid $se_pid 2>/dev/null || true
+  done
+done
+
+# --- the sandbox's Rust MCP upstream (rmcp), SANDBOX_ECHO ---
+sb_port=$(free_port)
+"$bin" sandbox --listen 127.0.0.1:$sb_port 2>>"$out_dir/sandbox.log" &
+sb_pid=$!; pids+=($sb_pid); wait_port $sb_port
+key=sk_sandbox_demo
+for conns in 1 8; do
+  for pair in $(seq 1 "$PAIRS"); do
+    mcp_url=$(curl -sS -H "x-api-key: $key" -H 'Content-Type: application/json' \
+      "http://127.0.0.1:$sb_port/api/v3.1/tool_router/session" -d '{"user_id":"bench"}' \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["mcp"]["url"])')
+    start_toolgate "$mcp_url" --header "x-api-key: $key"
+    run "sandbox direct    " "$mcp_url" SANDBOX_ECHO "$conns" "$key"
+    run "sandbox toolgate  " "$tg_url" SANDBOX_ECHO "$conns"
+    kill $tg_pid; wait $tg_pid 2>/dev/null || true
+  done
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+
+# --- summary: medians per (upstream, path, conns) and toolgate's added latency ---
+python3 - "$out" <<'PY' | tee -a "$out"
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\w+) (direct|toolgate)\s+c=(\d+) RESULT rps=([\d.]+) bad=(\d+) errors=(\d+) p50=(\d+) p90=(\d+) p99=(\d+)", line)
+    if m:
+        up, path, c, rps, bad, err, p50, p90, p99 = m.groups()
+        rows.setdefault((up, int(c), path), []).append((float(rps), int(bad), int(err), int(p50), int(p99)))
+print("summary (medians over pairs; latency in microseconds)")
+print(f"{'upstream':<11}{'conns':>6}{'direct rps':>12}{'toolgate rps':>14}{'ratio':>7}{'p50 d/t':>14}{'+p50':>7}{'p99 d/t':>16}{'+p99':>7}{'bad':>5}")
+for (up, c) in sorted({(u, c) for (u, c, _) in rows}):
+    d, t = rows.get((up, c, "direct"), []), rows.get((up, c, "toolgate"), [])
+    if not d or not t: continue
+    med = lambda xs, i: statistics.median(x[i] for x in xs)
+    bad = sum(x[1] + x[2] for x in d + t)
+    print(f"{up:<11}{c:>6}{med(d,0):>12.0f}{med(t,0):>14.0f}{med(t,0)/med(d,0):>7.2f}"
+          f"{med(d,3):>7.0f}/{med(t,3):<6.0f}{med(t,3)-med(d,3):>7.0f}{med(d,4):>8.0f}/{med(t,4):<7.0f}{med(t,4)-med(d,4):>7.0f}{bad:>5}")
+PY
+echo "bench: results in $out" >&2
