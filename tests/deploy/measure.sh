@@ -3,11 +3,13 @@
 # loopback, to size the Kubernetes requests/limits in deploy/k8s (numbers go in
 # deploy/README.md). Not part of the test suite: the numbers depend on the machine.
 #
-#   tests/deploy/measure.sh [BINARY]     (default: target/release/toolgate)
+#   [MODE=composio|generic] tests/deploy/measure.sh [BINARY]   (default: target/release/toolgate)
 #
-# Upstream: the pinned server-everything (tests/peers/install.sh). Load: wrk (apt), bounded
-# to 10 s per phase, unique JSON-RPC ids, 127.0.0.1 only. Every process it starts is stopped
-# on exit.
+# composio (default): `toolgate serve` configured by environment only, as in the container,
+# against `toolgate sandbox` (the Composio stand-in, whose MCP upstream serves SANDBOX_ECHO).
+# generic: `toolgate serve --upstream` in front of the pinned server-everything
+# (tests/peers/install.sh). Load: wrk (apt), bounded to 10 s per phase, unique JSON-RPC ids,
+# every answer checked, 127.0.0.1 only. Every process it starts is stopped on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/target/release/toolgate}
@@ -35,20 +37,45 @@ hwm_kib() { awk '/^VmHWM/{print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-up=$(free_port)
-PORT=$up "$everything" streamableHttp >/dev/null 2>"$work/upstream.log" &
-pids+=($!)
-wait_port "$up"
-
+mode=${MODE:-composio}
 gw=$(free_port)
-"$bin" serve --upstream "http://127.0.0.1:$up/mcp" --listen "127.0.0.1:$gw" 2>"$work/toolgate.log" &
+case "$mode" in
+  composio)
+    tool=SANDBOX_ECHO
+    up=$(free_port)
+    "$bin" sandbox --listen "127.0.0.1:$up" 2>"$work/upstream.log" &
+    pids+=($!)
+    wait_port "$up"
+    env -i PATH="$PATH" COMPOSIO_API_KEY=sk_sandbox_demo COMPOSIO_BASE_URL="http://127.0.0.1:$up" \
+      TOOLGATE_USER_ID=measure TOOLGATE_LISTEN="127.0.0.1:$gw" TOOLGATE_LOG_FORMAT=json \
+      "$bin" serve 2>"$work/toolgate.log" &
+    ;;
+  generic)
+    tool=echo
+    up=$(free_port)
+    PORT=$up "$everything" streamableHttp >/dev/null 2>"$work/upstream.log" &
+    pids+=($!)
+    wait_port "$up"
+    "$bin" serve --upstream "http://127.0.0.1:$up/mcp" --listen "127.0.0.1:$gw" 2>"$work/toolgate.log" &
+    ;;
+  *) echo "measure: MODE must be composio or generic" >&2; exit 1 ;;
+esac
 gw_pid=$!
 pids+=($gw_pid)
 wait_port "$gw"
+if [ "$mode" = composio ]; then
+  # Ready = the Composio session exists (generic mode is ready once it listens).
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$gw/readyz" 2>/dev/null && break
+    sleep 0.05
+  done
+  curl -fsS -o /dev/null "http://127.0.0.1:$gw/readyz" \
+    || { echo "measure: toolgate not ready" >&2; cat "$work/toolgate.log" >&2; exit 1; }
+fi
 url="http://127.0.0.1:$gw/mcp"
 
 sleep 10
-echo "idle after 10 s: rss=$(rss_kib $gw_pid) KiB cpu_ticks=$(cpu_ticks $gw_pid) (hz $hz)"
+echo "mode $mode; idle after 10 s: rss=$(rss_kib $gw_pid) KiB cpu_ticks=$(cpu_ticks $gw_pid) (hz $hz)"
 
 sid=$(curl -sS -D - -o /dev/null -H 'Content-Type: application/json' \
   -H 'Accept: application/json, text/event-stream' "$url" \
@@ -61,7 +88,7 @@ cat >"$work/echo.lua" <<'LUA'
 local threads, count = {}, 0
 function setup(thread) count = count + 1; thread:set("me", count); table.insert(threads, thread) end
 function init(args)
-  n, bad = 0, 0
+  n, bad, tool = 0, 0, os.getenv("TOOL")
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Accept"] = "application/json, text/event-stream"
@@ -71,7 +98,7 @@ end
 function request()
   n = n + 1
   return wrk.format(nil, nil, nil, string.format(
-    '{"jsonrpc":"2.0","id":"%s-%d","method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}', tostring(me), n))
+    '{"jsonrpc":"2.0","id":"%s-%d","method":"tools/call","params":{"name":"%s","arguments":{"message":"hi"}}}', tostring(me), n, tool))
 end
 function response(status, headers, body)
   if status ~= 200 or not string.find(body, "Echo: hi", 1, true) then bad = bad + 1 end
@@ -86,7 +113,7 @@ LUA
 for conns in 1 8 64; do
   before=$(cpu_ticks $gw_pid)
   start=$(date +%s.%N)
-  SID=$sid wrk -t$(( conns < 2 ? 1 : 2 )) -c$conns -d10s -s "$work/echo.lua" "$url" >"$work/wrk.txt"
+  TOOL=$tool SID=$sid wrk -t$(( conns < 2 ? 1 : 2 )) -c$conns -d10s -s "$work/echo.lua" "$url" >"$work/wrk.txt"
   end=$(date +%s.%N)
   after=$(cpu_ticks $gw_pid)
   rps=$(awk '/Requests\/sec/{print $2}' "$work/wrk.txt")
