@@ -243,6 +243,8 @@ pub(crate) struct Bridge {
     reinit: tokio::sync::Mutex<()>,
     /// In-flight requests by id, so `notifications/cancelled` can stop a held or streaming call.
     in_flight: Mutex<HashMap<String, (u64, AbortHandle)>>,
+    /// Signalled whenever a request leaves `in_flight`.
+    request_done: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -276,6 +278,7 @@ impl Bridge {
             session: Mutex::new(Session::default()),
             reinit: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(HashMap::new()),
+            request_done: tokio::sync::Notify::new(),
         }
     }
 
@@ -298,14 +301,29 @@ impl Bridge {
         if in_flight.get(key).is_some_and(|(s, _)| *s == seq) {
             in_flight.remove(key);
         }
+        drop(in_flight);
+        self.request_done.notify_waiters();
     }
 
     /// Stops the local work for a request the client cancelled. Dropping its upstream response
     /// stream is also the cancellation signal of 2026-07-28; the forwarded
     /// `notifications/cancelled` covers earlier versions.
     pub(crate) fn cancel(&self, key: &str) {
-        if let Some((_, handle)) = lock(&self.in_flight).remove(key) {
+        let cancelled = lock(&self.in_flight).remove(key);
+        if let Some((_, handle)) = cancelled {
             handle.abort();
+            self.request_done.notify_waiters();
+        }
+    }
+
+    /// Completes once no request is in flight.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let done = self.request_done.notified();
+            if lock(&self.in_flight).is_empty() {
+                return;
+            }
+            done.await;
         }
     }
 

@@ -54,6 +54,9 @@ pub struct StdioConfig {
     /// Whether a blocked `tools/call` is held until the gate opens (the same setting as the
     /// HTTP face's).
     pub wait: WaitMode,
+    /// After stdin ends, how long requests still in flight may take to be answered before the
+    /// bridge stops anyway.
+    pub input_closed_grace: Duration,
     /// How long the `DELETE` that ends the upstream session may take at exit.
     pub close_timeout: Duration,
     /// Reconnection delay for a dropped SSE stream when the upstream sent no `retry:`.
@@ -70,6 +73,7 @@ impl Default for StdioConfig {
             upstream_wait: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             wait: WaitMode::Off,
+            input_closed_grace: Duration::from_secs(2),
             close_timeout: Duration::from_secs(2),
             default_reconnect_delay: Duration::from_secs(1),
             max_stream_resumptions: 5,
@@ -134,7 +138,7 @@ where
     ));
     // Bounded: a client flooding notifications at a slow upstream is slowed down, not buffered.
     let (notice_tx, notice_rx) = mpsc::channel(256);
-    let notice_lane = tokio::spawn(Arc::clone(&bridge).run_notice_lane(notice_rx));
+    let mut notice_lane = tokio::spawn(Arc::clone(&bridge).run_notice_lane(notice_rx));
 
     let mut lines = LineReader::new(BufReader::new(reader), config.max_message_bytes);
     let mut next_seq = 0_u64;
@@ -167,6 +171,17 @@ where
     };
 
     tracing::debug!(?outcome, "stdio bridge stopping");
+    if matches!(outcome, Ok(StdioExit::InputClosed)) {
+        // A client piping a few messages and closing stdin (a script, `printf ... |`) still
+        // gets its answers, within a bound: real MCP clients close stdin with nothing in
+        // flight, so this costs them nothing.
+        drop(notice_tx);
+        let drained = async {
+            let _ = (&mut notice_lane).await;
+            bridge.idle().await;
+        };
+        let _ = tokio::time::timeout(config.input_closed_grace, drained).await;
+    }
     notice_lane.abort();
     bridge.abort_all();
     bridge.close_session().await;

@@ -946,3 +946,54 @@ async fn an_answer_over_the_size_limit_becomes_an_error_for_its_caller() {
     assert_eq!(list["result"]["method"], "tools/list");
     h.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn requests_piped_just_before_eof_are_still_answered() {
+    let (_fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let mut h = Harness::start(Some(target(&url)), GateState::Open, StdioConfig::default());
+    h.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}})).await;
+    // Stateless (2026-07-28 `_meta`), so it does not depend on the initialize finishing first.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28"});
+    h.send(json!({"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":meta}}))
+        .await;
+    drop(h.stdin.take()); // EOF right behind the requests, as `printf ... | toolgate stdio`
+    let mut answers = vec![h.recv().await, h.recv().await];
+    answers.sort_by_key(|answer| answer["id"].as_u64());
+    assert_eq!(
+        answers[0]["result"]["serverInfo"]["name"], "fake",
+        "{answers:?}"
+    );
+    assert_eq!(answers[1]["result"]["method"], "ping", "{answers:?}");
+    let exit = tokio::time::timeout(Duration::from_secs(10), &mut h.task)
+        .await
+        .expect("bridge did not stop")
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, StdioExit::InputClosed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn eof_grace_is_bounded_for_requests_that_never_finish() {
+    let (_fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let config = StdioConfig {
+        wait: WaitMode::Hold {
+            timeout: Duration::from_secs(3600),
+            progress_interval: Duration::from_secs(60),
+        },
+        ..StdioConfig::default()
+    };
+    let closed = GateState::Closed {
+        pending: vec![gmail()],
+    };
+    let mut h = Harness::start(Some(target(&url)), closed, config);
+    h.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}))
+        .await;
+    drop(h.stdin.take());
+    // Held for an hour by wait mode, but the bridge stops after its EOF grace.
+    let exit = tokio::time::timeout(Duration::from_secs(60), &mut h.task)
+        .await
+        .expect("bridge did not stop within its grace")
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, StdioExit::InputClosed);
+}
