@@ -36,6 +36,9 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
+# user+system CPU time of a process, in clock ticks
+cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+clk_tck=$(getconf CLK_TCK)
 
 # mksession URL [x-api-key] -> prints the session id (initialize + initialized).
 mksession() {
@@ -48,13 +51,20 @@ mksession() {
   echo "$sid"
 }
 
-# run LABEL URL TOOL CONNS [x-api-key]
+# run LABEL URL TOOL CONNS [x-api-key]; CPU_PIDS (space-separated "name:pid") get their CPU
+# time per request reported, in microseconds.
 run() {
-  local label=$1 url=$2 tool=$3 conns=$4 key=${5:-} sid threads=1 line
+  local label=$1 url=$2 tool=$3 conns=$4 key=${5:-} sid threads=1 line before=() cpu="" i=0 rps
   sid=$(mksession "$url" "$key")
   [ "$conns" -gt 1 ] && threads=2
+  for entry in ${CPU_PIDS:-}; do before+=("$(cpu_ticks "${entry#*:}")"); done
   line=$(SID=$sid TOOL=$tool APIKEY=$key wrk -t$threads -c$conns -d${RUN}s --latency -s bench/http_echo.lua "$url" | grep '^RESULT')
-  echo "$label c=$conns $line" | tee -a "$out"
+  rps=$(echo "$line" | sed 's/.*rps=\([0-9.]*\).*/\1/')
+  for entry in ${CPU_PIDS:-}; do
+    cpu+=" cpu_us_per_req_${entry%%:*}=$(awk -v a="${before[$i]}" -v b="$(cpu_ticks "${entry#*:}")" -v t="$clk_tck" -v r="$rps" -v d="$RUN" 'BEGIN {printf "%.0f", (b - a) / t * 1e6 / (r * d)}')"
+    i=$((i + 1))
+  done
+  echo "$label c=$conns $line$cpu" | tee -a "$out"
 }
 
 start_toolgate() { # UPSTREAM [header...] -> sets tg_url, tg_pid
@@ -81,8 +91,8 @@ for conns in 1 8; do
     if [ "$conns" = 1 ] && [ "$pair" = 1 ]; then
       echo "idle_rss_kib toolgate=$(rss_kib $tg_pid)" | tee -a "$out"
     fi
-    run "everything direct " "http://127.0.0.1:$se_port/mcp" echo "$conns"
-    run "everything toolgate" "$tg_url" echo "$conns"
+    CPU_PIDS="upstream:$se_pid" run "everything direct " "http://127.0.0.1:$se_port/mcp" echo "$conns"
+    CPU_PIDS="upstream:$se_pid toolgate:$tg_pid" run "everything toolgate" "$tg_url" echo "$conns"
     [ "$conns" = 8 ] && [ "$pair" = "$PAIRS" ] && echo "loaded_rss_kib toolgate=$(rss_kib $tg_pid)" | tee -a "$out"
     kill $tg_pid $se_pid; wait $tg_pid $se_pid 2>/dev/null || true
   done
@@ -99,8 +109,8 @@ for conns in 1 8; do
       "http://127.0.0.1:$sb_port/api/v3.1/tool_router/session" -d '{"user_id":"bench"}' \
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["mcp"]["url"])')
     start_toolgate "$mcp_url" --header "x-api-key: $key"
-    run "sandbox direct    " "$mcp_url" SANDBOX_ECHO "$conns" "$key"
-    run "sandbox toolgate  " "$tg_url" SANDBOX_ECHO "$conns"
+    CPU_PIDS="upstream:$sb_pid" run "sandbox direct    " "$mcp_url" SANDBOX_ECHO "$conns" "$key"
+    CPU_PIDS="upstream:$sb_pid toolgate:$tg_pid" run "sandbox toolgate  " "$tg_url" SANDBOX_ECHO "$conns"
     kill $tg_pid; wait $tg_pid 2>/dev/null || true
   done
 done
@@ -114,15 +124,16 @@ for line in open(sys.argv[1]):
     m = re.match(r"(\w+) (direct|toolgate)\s+c=(\d+) RESULT rps=([\d.]+) bad=(\d+) errors=(\d+) p50=(\d+) p90=(\d+) p99=(\d+)", line)
     if m:
         up, path, c, rps, bad, err, p50, p90, p99 = m.groups()
-        rows.setdefault((up, int(c), path), []).append((float(rps), int(bad), int(err), int(p50), int(p99)))
+        tg = re.search(r"cpu_us_per_req_toolgate=(\d+)", line)
+        rows.setdefault((up, int(c), path), []).append((float(rps), int(bad), int(err), int(p50), int(p99), int(tg.group(1)) if tg else 0))
 print("summary (medians over pairs; latency in microseconds)")
-print(f"{'upstream':<11}{'conns':>6}{'direct rps':>12}{'toolgate rps':>14}{'ratio':>7}{'p50 d/t':>14}{'+p50':>7}{'p99 d/t':>16}{'+p99':>7}{'bad':>5}")
+print(f"{'upstream':<11}{'conns':>6}{'direct rps':>12}{'toolgate rps':>14}{'ratio':>7}{'p50 d/t':>14}{'+p50':>7}{'p99 d/t':>16}{'+p99':>7}{'bad':>5}{'tg cpu/req':>12}")
 for (up, c) in sorted({(u, c) for (u, c, _) in rows}):
     d, t = rows.get((up, c, "direct"), []), rows.get((up, c, "toolgate"), [])
     if not d or not t: continue
     med = lambda xs, i: statistics.median(x[i] for x in xs)
     bad = sum(x[1] + x[2] for x in d + t)
     print(f"{up:<11}{c:>6}{med(d,0):>12.0f}{med(t,0):>14.0f}{med(t,0)/med(d,0):>7.2f}"
-          f"{med(d,3):>7.0f}/{med(t,3):<6.0f}{med(t,3)-med(d,3):>7.0f}{med(d,4):>8.0f}/{med(t,4):<7.0f}{med(t,4)-med(d,4):>7.0f}{bad:>5}")
+          f"{med(d,3):>7.0f}/{med(t,3):<6.0f}{med(t,3)-med(d,3):>7.0f}{med(d,4):>8.0f}/{med(t,4):<7.0f}{med(t,4)-med(d,4):>7.0f}{bad:>5}{med(t,5):>10.0f}us")
 PY
 echo "bench: results in $out" >&2
