@@ -151,6 +151,64 @@ async fn image_serves_all_interfaces_with_token_and_health_gates() -> anyhow::Re
     Ok(())
 }
 
+/// SIGTERM as `docker stop` / the kubelet send it: no new connections, a call in flight that
+/// fits in `drain_timeout` completes, one that does not is cut at the deadline, exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_drains_on_sigterm_up_to_the_deadline() -> anyhow::Result<()> {
+    let sandbox = sandbox()?;
+    let workdir = tempfile::tempdir()?;
+    let mut env = secrets(&sandbox, "drain-user");
+    env.push(("TOOLGATE_DRAIN_TIMEOUT".into(), "3s".into()));
+    let mut run = ContainerRun::new(image_config().await?, &env, workdir.path());
+    any_port(&mut run)?;
+    let (mut process, port) = run.start().await?;
+    eventually("readiness", || async {
+        Ok(healthcheck(&run, port, &["--ready"]).await?.then_some(()))
+    })
+    .await?;
+    let mut mcp = mcp_client(port, Some(TOKEN));
+    mcp.initialize().await?;
+    sandbox.clear_requests();
+    let slow = |id: u64, steps: u64| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+            "name":"SANDBOX_SLOW_OPERATION","arguments":{"steps":steps,"interval_ms":250}}})
+    };
+    // 1 s: fits in the drain. 20 s: does not.
+    let short = tokio::spawn(mcp.post(&slow(1, 4)).send());
+    let long = tokio::spawn(mcp.post(&slow(2, 80)).send());
+    eventually("both calls to reach the upstream", || async {
+        let posts = sandbox
+            .requests()
+            .iter()
+            .filter(|request| request.method == "POST" && request.path.ends_with("/mcp"))
+            .count();
+        Ok((posts >= 2).then_some(()))
+    })
+    .await?;
+    let status = process.terminate().await?;
+    assert!(status.success(), "{status}");
+    let short = short.await??;
+    assert_eq!(short.status(), 200);
+    let short_body = short.text().await?;
+    assert!(short_body.contains("Completed 4 steps"), "{short_body}");
+    // The long call was cut when the deadline passed: its stream ends without the result.
+    let long_body = match long.await? {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    assert!(!long_body.contains("Completed 80 steps"), "{long_body}");
+    assert!(
+        !healthcheck(&run, port, &[]).await?,
+        "still answering after exit"
+    );
+    assert!(
+        process.stderr().contains("draining"),
+        "{}",
+        process.stderr()
+    );
+    Ok(())
+}
+
 /// Without a token the image's 0.0.0.0 listener is refused before anything binds.
 #[tokio::test(flavor = "multi_thread")]
 async fn image_without_token_refuses_to_listen() -> anyhow::Result<()> {
