@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::*;
-use crate::events::NoEvents;
+use crate::events::{NoEvents, ProxyEvents, RequestRecord};
 use crate::gate::{self, PendingToolkit};
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -325,6 +325,11 @@ impl Fake {
                 let _ = tx.try_send(Ok(Frame::data(sse_frame(Some("h-1"), &answer))));
                 response
             }
+            ("tools/call", "deny") => full(
+                StatusCode::UNAUTHORIZED,
+                Some("application/json"),
+                r#"{"error":"invalid api key"}"#,
+            ),
             ("tools/call", "slow") => {
                 // Never answers: the client must be able to cancel it.
                 let (response, tx) = sse_response(None);
@@ -363,6 +368,15 @@ fn target(url: &Url) -> UpstreamTarget {
 
 impl Harness {
     fn start(upstream: Option<UpstreamTarget>, gate: GateState, config: StdioConfig) -> Self {
+        Self::start_with_events(upstream, gate, config, Arc::new(NoEvents))
+    }
+
+    fn start_with_events(
+        upstream: Option<UpstreamTarget>,
+        gate: GateState,
+        config: StdioConfig,
+        events: Arc<dyn ProxyEvents>,
+    ) -> Self {
         let (stdin, bridge_in) = tokio::io::duplex(1 << 20);
         let (bridge_out, stdout) = tokio::io::duplex(1 << 20);
         let (upstream_tx, upstream_rx) = watch::channel(upstream);
@@ -374,7 +388,7 @@ impl Harness {
             config,
             upstream_rx,
             gate_rx,
-            Arc::new(NoEvents),
+            events,
             async move {
                 let _ = shutdown_rx.await;
             },
@@ -996,4 +1010,77 @@ async fn eof_grace_is_bounded_for_requests_that_never_finish() {
         .unwrap()
         .unwrap();
     assert_eq!(exit, StdioExit::InputClosed);
+}
+
+/// Records what the bridge reports through [`ProxyEvents`].
+#[derive(Default)]
+struct RecordedEvents(Mutex<Vec<String>>);
+
+impl ProxyEvents for RecordedEvents {
+    fn request_finished(&self, record: &RequestRecord<'_>) {
+        let method = record.rpc_method.unwrap_or("-");
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{method} {}", record.status.as_u16()));
+    }
+    fn call_blocked(&self, tool: Option<&str>, _waited: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("blocked {}", tool.unwrap_or("-")));
+    }
+    fn upstream_credentials_refused(&self, status: StatusCode) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("refused {}", status.as_u16()));
+    }
+}
+
+#[tokio::test]
+async fn events_report_requests_blocks_and_refused_credentials() {
+    let (_fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let events = Arc::new(RecordedEvents::default());
+    let mut h = Harness::start_with_events(
+        Some(target(&url)),
+        GateState::Open,
+        StdioConfig::default(),
+        events.clone(),
+    );
+    h.handshake(json!({})).await;
+    h.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deny"}}))
+        .await;
+    let (refused, _) = h.answer_to(json!(1)).await;
+    assert_eq!(refused["error"]["code"], message::UPSTREAM_UNAVAILABLE);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{refused}"
+    );
+    h.gate_tx
+        .send(GateState::Closed {
+            pending: vec![gmail()],
+        })
+        .unwrap();
+    h.send(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}))
+        .await;
+    h.answer_to(json!(2)).await;
+    h.close().await.unwrap();
+    let seen = events.0.lock().unwrap().clone();
+    for expected in [
+        "initialize 200",
+        "refused 401",
+        "tools/call 502",
+        "blocked echo",
+        "tools/call 200",
+        "notifications/initialized 202",
+    ] {
+        assert!(
+            seen.iter().any(|e| e == expected),
+            "{expected} missing from {seen:?}"
+        );
+    }
 }
