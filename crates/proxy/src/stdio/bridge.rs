@@ -245,6 +245,10 @@ pub(crate) struct Bridge {
     in_flight: Mutex<HashMap<String, (u64, AbortHandle)>>,
     /// Signalled whenever a request leaves `in_flight`.
     request_done: tokio::sync::Notify,
+    /// Held for writing while the client's `initialize` is on its way: every later message
+    /// waits for it, so a client that pipelines (or a script piping lines in) does not race
+    /// its own handshake. Readers take it only momentarily.
+    initializing: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -279,6 +283,7 @@ impl Bridge {
             reinit: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(HashMap::new()),
             request_done: tokio::sync::Notify::new(),
+            initializing: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 
@@ -340,10 +345,31 @@ impl Bridge {
     // === requests ===
 
     /// Answers one client request: locally (gate, readiness) or through the upstream.
-    pub(crate) async fn handle_request(self: Arc<Self>, request: ClientRequest, seq: u64) {
+    /// Called at dispatch time, in stdin order, for an `initialize`: the returned guard holds
+    /// back every message read after it until the handshake is answered.
+    pub(crate) fn begin_initialize(&self) -> Option<tokio::sync::OwnedRwLockWriteGuard<()>> {
+        Arc::clone(&self.initializing).try_write_owned().ok()
+    }
+
+    /// Waits while an `initialize` read earlier is still on its way.
+    async fn after_initialize(&self) {
+        drop(self.initializing.read().await);
+    }
+
+    pub(crate) async fn handle_request(
+        self: Arc<Self>,
+        request: ClientRequest,
+        seq: u64,
+        initialize_guard: Option<tokio::sync::OwnedRwLockWriteGuard<()>>,
+    ) {
         let started = Instant::now();
         let key = message::id_key(&request.id);
-        let status = match self.answer(&request).await {
+        if initialize_guard.is_none() {
+            self.after_initialize().await;
+        }
+        let outcome = self.answer(&request).await;
+        drop(initialize_guard);
+        let status = match outcome {
             Ok(status) => status,
             Err((failure, url)) => {
                 match &failure {
@@ -790,6 +816,11 @@ impl Bridge {
     }
 
     async fn send_notice(self: &Arc<Self>, notice: &ClientNotice) {
+        if notice.method.is_some() {
+            // Not for responses: the upstream may ask something (a ping) during initialize,
+            // and holding back the client's answer would deadlock the handshake.
+            self.after_initialize().await;
+        }
         let Ok(target) = self.ready_target().await else {
             tracing::warn!(
                 method = notice.method.as_deref().unwrap_or("response"),

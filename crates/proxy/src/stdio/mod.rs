@@ -278,8 +278,16 @@ async fn dispatch(
             let seq = *next_seq;
             let key = message::id_key(id);
             // Tracked before it starts, so a quick answer cannot finish before it is tracked.
-            let (task, abort) =
-                futures_util::future::abortable(Arc::clone(bridge).handle_request(request, seq));
+            let initialize_guard = if method == "initialize" {
+                bridge.begin_initialize()
+            } else {
+                None
+            };
+            let (task, abort) = futures_util::future::abortable(Arc::clone(bridge).handle_request(
+                request,
+                seq,
+                initialize_guard,
+            ));
             bridge.track(key, seq, abort);
             tokio::spawn(task);
         }

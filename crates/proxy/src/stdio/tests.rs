@@ -963,21 +963,28 @@ async fn an_answer_over_the_size_limit_becomes_an_error_for_its_caller() {
 
 #[tokio::test]
 async fn requests_piped_just_before_eof_are_still_answered() {
-    let (_fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let (fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
     let mut h = Harness::start(Some(target(&url)), GateState::Open, StdioConfig::default());
-    h.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}})).await;
-    // Stateless (2026-07-28 `_meta`), so it does not depend on the initialize finishing first.
-    let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28"});
-    h.send(json!({"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":meta}}))
+    // Written all at once, as `printf ... | toolgate stdio` does: the later messages must wait
+    // for the handshake (they need its session), and EOF must not cut them off.
+    let lines = [
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    ];
+    let batch: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    h.send_raw(batch.trim_end()).await;
+    drop(h.stdin.take());
+    let (init, _) = h.answer_to(json!(0)).await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "fake");
+    let (list, _) = h.answer_to(json!(1)).await;
+    assert_eq!(list["result"]["method"], "tools/list", "{list}");
+    let initialized = fake
+        .wait_for("initialized", |r| {
+            r.json()["method"] == "notifications/initialized"
+        })
         .await;
-    drop(h.stdin.take()); // EOF right behind the requests, as `printf ... | toolgate stdio`
-    let mut answers = vec![h.recv().await, h.recv().await];
-    answers.sort_by_key(|answer| answer["id"].as_u64());
-    assert_eq!(
-        answers[0]["result"]["serverInfo"]["name"], "fake",
-        "{answers:?}"
-    );
-    assert_eq!(answers[1]["result"]["method"], "ping", "{answers:?}");
+    assert_eq!(initialized.header("mcp-session-id"), Some("s1"));
     let exit = tokio::time::timeout(Duration::from_secs(10), &mut h.task)
         .await
         .expect("bridge did not stop")
