@@ -16,10 +16,12 @@ out_dir=$root/bench/results
 mkdir -p "$out_dir"
 out=$out_dir/http-$(date -u +%Y%m%dT%H%M%SZ).txt
 
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk (apt)" >&2
-  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
+for tool in wrk socat; do
+  if ! command -v $tool >/dev/null; then
+    echo "bench: installing $tool (apt)" >&2
+    apt-get install -y $tool >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y $tool >/dev/null; }
+  fi
+done
 [ -x "$peers/node/node_modules/.bin/mcp-server-everything" ] || bash tests/peers/install.sh
 # A target dir of its own, so the release build never holds the lock of the everyday one.
 bench_target=${BENCH_TARGET_DIR:-$root/target/bench}
@@ -111,7 +113,12 @@ for conns in 1 8; do
     start_toolgate "$mcp_url" --header "x-api-key: $key"
     CPU_PIDS="upstream:$sb_pid" run "sandbox direct    " "$mcp_url" SANDBOX_ECHO "$conns" "$key"
     CPU_PIDS="upstream:$sb_pid toolgate:$tg_pid" run "sandbox toolgate  " "$tg_url" SANDBOX_ECHO "$conns"
-    kill $tg_pid; wait $tg_pid 2>/dev/null || true
+    # The floor: a do-nothing TCP relay (socat) in the same place as toolgate.
+    relay_port=$(free_port)
+    socat TCP-LISTEN:$relay_port,bind=127.0.0.1,reuseaddr,fork,nodelay TCP:127.0.0.1:$sb_port,nodelay &
+    relay_pid=$!; pids+=($relay_pid); wait_port $relay_port
+    run "sandbox relay     " "${mcp_url/:$sb_port\//:$relay_port/}" SANDBOX_ECHO "$conns" "$key"
+    kill $tg_pid $relay_pid; wait $tg_pid $relay_pid 2>/dev/null || true
   done
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
@@ -121,7 +128,7 @@ python3 - "$out" <<'PY' | tee -a "$out"
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    m = re.match(r"(\w+) (direct|toolgate)\s+c=(\d+) RESULT rps=([\d.]+) bad=(\d+) errors=(\d+) p50=(\d+) p90=(\d+) p99=(\d+)", line)
+    m = re.match(r"(\w+) (direct|toolgate|relay)\s+c=(\d+) RESULT rps=([\d.]+) bad=(\d+) errors=(\d+) p50=(\d+) p90=(\d+) p99=(\d+)", line)
     if m:
         up, path, c, rps, bad, err, p50, p90, p99 = m.groups()
         tg = re.search(r"cpu_us_per_req_toolgate=(\d+)", line)
@@ -129,11 +136,12 @@ for line in open(sys.argv[1]):
 print("summary (medians over pairs; latency in microseconds)")
 print(f"{'upstream':<11}{'conns':>6}{'direct rps':>12}{'toolgate rps':>14}{'ratio':>7}{'p50 d/t':>14}{'+p50':>7}{'p99 d/t':>16}{'+p99':>7}{'bad':>5}{'tg cpu/req':>12}")
 for (up, c) in sorted({(u, c) for (u, c, _) in rows}):
-    d, t = rows.get((up, c, "direct"), []), rows.get((up, c, "toolgate"), [])
+    d, t, r = (rows.get((up, c, path), []) for path in ("direct", "toolgate", "relay"))
     if not d or not t: continue
     med = lambda xs, i: statistics.median(x[i] for x in xs)
-    bad = sum(x[1] + x[2] for x in d + t)
+    bad = sum(x[1] + x[2] for x in d + t + r)
     print(f"{up:<11}{c:>6}{med(d,0):>12.0f}{med(t,0):>14.0f}{med(t,0)/med(d,0):>7.2f}"
-          f"{med(d,3):>7.0f}/{med(t,3):<6.0f}{med(t,3)-med(d,3):>7.0f}{med(d,4):>8.0f}/{med(t,4):<7.0f}{med(t,4)-med(d,4):>7.0f}{bad:>5}{med(t,5):>10.0f}us")
+          f"{med(d,3):>7.0f}/{med(t,3):<6.0f}{med(t,3)-med(d,3):>7.0f}{med(d,4):>8.0f}/{med(t,4):<7.0f}{med(t,4)-med(d,4):>7.0f}{bad:>5}{med(t,5):>10.0f}us"
+          + (f"   socat relay: rps {med(r,0):.0f}, +p50 {med(r,3)-med(d,3):.0f}, +p99 {med(r,4)-med(d,4):.0f}" if r else ""))
 PY
 echo "bench: results in $out" >&2
