@@ -60,6 +60,9 @@ const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 const APPLICATION_JSON: &str = "application/json";
 const TEXT_EVENT_STREAM: &str = "text/event-stream";
+/// Largest plain-JSON upstream answer re-framed into a held call's SSE stream; beyond it the
+/// client gets an error event instead.
+const MAX_HELD_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a gateway could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -830,7 +833,13 @@ impl Gateway {
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             self.inner.events.upstream_credentials_refused(status);
         }
-        let body = upstream.bytes().await.unwrap_or_default();
+        // A JSON answer has to be whole to be re-framed as one SSE event; bound what is held.
+        let upstream: http::Response<reqwest::Body> = upstream.into();
+        let body = Limited::new(upstream.into_body(), MAX_HELD_ANSWER_BYTES)
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
         // A JSON-RPC answer (a result, or the upstream's own error) is relayed as it is; anything
         // else becomes an error naming the upstream status.
         let relayed = serde_json::from_slice::<Value>(&body)

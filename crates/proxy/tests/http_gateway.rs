@@ -854,3 +854,41 @@ async fn arbitrary_bodies_and_headers_never_break_the_gateway() {
     }
     assert!(harness.events.count(Recorded::Request) >= 303);
 }
+
+#[tokio::test]
+async fn wait_mode_reframes_a_plain_json_upstream_answer_as_an_sse_event() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        config: ProxyConfig {
+            wait: WaitMode::Hold {
+                timeout: Duration::from_secs(60),
+                progress_interval: Duration::from_secs(30),
+            },
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let body = json!({"jsonrpc":"2.0","id":"j","method":"tools/call",
+        "params":{"name":"echo","arguments":{},"_meta":{"progressToken":"tok-j"}}});
+    let mut response = harness.post(&body.to_string()).send().await.unwrap();
+    let first = chunk(&mut response).await.unwrap();
+    assert!(
+        std::str::from_utf8(&first)
+            .unwrap()
+            .contains("notifications/progress")
+    );
+    harness.gate.send_replace(GateState::Open);
+    let mut rest = String::new();
+    while let Some(next) = chunk(&mut response).await {
+        rest.push_str(std::str::from_utf8(&next).unwrap());
+    }
+    let answer: Value = serde_json::from_str(
+        rest.lines()
+            .find_map(|line| line.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(answer["id"], "j");
+    assert_eq!(answer["result"]["content"][0]["text"], "echo");
+}
