@@ -78,7 +78,12 @@ enum Failure {
     /// The upstream refused toolgate's credentials.
     CredentialsRefused(StatusCode),
     /// The upstream answered with an HTTP error.
-    Status { status: StatusCode, body: Bytes },
+    Status {
+        /// The upstream's status.
+        status: StatusCode,
+        /// The start of its body (a JSON-RPC error is passed on to the caller).
+        body: Bytes,
+    },
     /// The upstream ended the answer stream without answering and it could not be resumed.
     NoAnswer,
     /// The upstream's answer is larger than `max_message_bytes`.
@@ -212,9 +217,13 @@ struct Session {
 /// What a request saw of the session when it was sent.
 #[derive(Clone, Debug)]
 struct SessionSnapshot {
+    /// `Mcp-Session-Id` to send.
     id: Option<String>,
+    /// `MCP-Protocol-Version` to send.
     protocol_version: Option<String>,
+    /// The session generation, to detect that another task already replaced it.
     generation: u64,
+    /// Set when the session lives on another upstream than the current target.
     needs_replay_for: Option<Url>,
 }
 
@@ -224,20 +233,28 @@ enum Relayed {
     Done,
     /// The stream ended first; resume from this event id after this delay.
     Ended {
+        /// The stream's last event id, the `Last-Event-ID` to resume from.
         last_event_id: Option<String>,
+        /// The stream's `retry:` hint.
         retry: Option<Duration>,
     },
 }
 
 /// State shared by every task of one bridge run.
 pub(crate) struct Bridge {
+    /// The bridge's settings.
     pub(crate) config: StdioConfig,
+    /// The one pooled upstream client.
     http: reqwest::Client,
+    /// Where MCP traffic goes; `None` until known.
     upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
+    /// The gate every `tools/call` consults.
     gate_rx: watch::Receiver<GateState>,
+    /// Metrics and re-verification hooks.
     events: Arc<dyn ProxyEvents>,
     /// Lines for the writer task; the only way anything reaches stdout.
     out: mpsc::Sender<Vec<u8>>,
+    /// The upstream session owned on the client's behalf.
     session: Mutex<Session>,
     /// Serialises re-initialisation so a burst of failures replays `initialize` once.
     reinit: tokio::sync::Mutex<()>,
