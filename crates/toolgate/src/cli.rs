@@ -15,10 +15,11 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the local Composio stand-in (REST API, Connect Link pages, MCP upstream).
     Sandbox(crate::commands::sandbox::SandboxArgs),
-    /// Serve the MCP gateway over Streamable HTTP (generic mode: `--upstream URL`).
+    /// Serve the MCP gateway over Streamable HTTP: Composio mode from the configuration, or
+    /// generic mode with `--upstream URL`.
     Serve(crate::commands::serve::ServeArgs),
-    /// Bridge an MCP client on stdin/stdout (Claude Desktop) to the upstream (generic mode:
-    /// `--upstream URL --header 'Name: value'`, a drop-in for mcp-remote).
+    /// Bridge an MCP client on stdin/stdout (Claude Desktop) to the Composio session (from the
+    /// configuration), or in generic mode to `--upstream URL` (a drop-in for mcp-remote).
     Stdio(crate::commands::stdio::StdioArgs),
     /// Print the effective configuration (defaults, file, environment, flags), secrets redacted.
     Config(crate::commands::config::ConfigCommandArgs),
