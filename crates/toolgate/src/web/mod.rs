@@ -161,13 +161,14 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 impl App {
     /// Routes one request.
     pub(crate) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        // The MCP path first and without allocating: it is the hot path.
+        if request.uri().path() == self.gateway.mcp_path() {
+            return self.gateway.handle(request).await;
+        }
         let started = Instant::now();
         let method = request.method().clone();
         // Log the path only: queries can carry the token or OAuth parameters.
         let path = request.uri().path().to_owned();
-        if path == self.gateway.mcp_path() {
-            return self.gateway.handle(request).await;
-        }
         let response = self.route(request).await;
         tracing::debug!(
             %method,
