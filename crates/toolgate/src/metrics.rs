@@ -36,8 +36,8 @@ const KNOWN_METHODS: &[&str] = &[
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     /// JSON-RPC method (bucketed), or the HTTP-level kind (`stream`, `delete`, `notification`,
-    /// `batch`, `rejected`).
-    method: String,
+    /// `batch`, `rejected`). Static strings: no allocation per request.
+    method: &'static str,
     /// HTTP status sent to the client.
     status: u16,
 }
@@ -153,13 +153,10 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub(crate) fn request(&self, method: &str, status: u16) {
+    pub(crate) fn request(&self, method: &'static str, status: u16) {
         self.inner
             .requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                status,
-            })
+            .get_or_create(&RequestLabels { method, status })
             .inc();
     }
 
