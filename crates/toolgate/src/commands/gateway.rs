@@ -115,13 +115,17 @@ pub(crate) fn run_composio_serve(args: &super::serve::ServeArgs) -> ExitCode {
 /// the connections page and OAuth callback on the listen address (Composio sends the browser
 /// there after a Connect Link). Exits the process when the bridge ends.
 pub(crate) fn run_composio_stdio(args: &super::stdio::StdioArgs) -> ExitCode {
-    let config_args = args
-        .composio
-        .config_args(args.listen, &args.headers, Some(&args.log_level));
+    let config_args =
+        args.composio
+            .config_args(args.listen, &args.headers, args.log_level.as_deref());
     let mut config = match crate::config::load(&config_args) {
         Ok(config) => config,
         Err(error) => return super::config_error(&error),
     };
+    // Quiet unless configured otherwise (the flag and TOOLGATE_LOG_LEVEL arrive as the flag).
+    if args.log_level.is_none() && config.log.level == crate::config::LogSection::default().level {
+        config.log.level = super::stdio::QUIET_LOG_LEVEL.to_owned();
+    }
     if args.header_file.is_some() {
         return super::config_error(&crate::config::ConfigError {
             key: "--header-file".to_owned(),

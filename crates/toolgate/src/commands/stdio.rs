@@ -41,8 +41,9 @@ pub(crate) struct StdioArgs {
     pub(crate) allow_http: bool,
     /// Log filter for stderr, e.g. `info` or `toolgate_proxy=debug`. `RUST_LOG` wins when set.
     /// Quiet (`warn`) by default: Claude Desktop shows stderr in its MCP log.
-    #[arg(long, env = "TOOLGATE_LOG_LEVEL", default_value = "warn")]
-    pub(crate) log_level: String,
+    /// In Composio mode the configuration's `log.level` applies when neither is set.
+    #[arg(long, env = "TOOLGATE_LOG_LEVEL")]
+    pub(crate) log_level: Option<String>,
     /// Composio mode: where the connections page and the OAuth callback listen (default
     /// 127.0.0.1:8787; the MCP traffic itself stays on stdin/stdout).
     #[arg(long, value_name = "ADDR")]
@@ -51,6 +52,9 @@ pub(crate) struct StdioArgs {
     #[command(flatten)]
     pub(crate) composio: super::gateway::ComposioFlags,
 }
+
+/// The default log level of the stdio face: Claude Desktop shows stderr in its MCP log.
+pub(crate) const QUIET_LOG_LEVEL: &str = "warn";
 
 /// Exit code for a usage or configuration error (`EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
@@ -68,7 +72,7 @@ pub(crate) fn run(args: StdioArgs) -> ExitCode {
     let Some(upstream) = args.upstream.clone() else {
         return super::gateway::run_composio_stdio(&args);
     };
-    init_logging(&args.log_level);
+    init_logging(args.log_level.as_deref().unwrap_or(QUIET_LOG_LEVEL));
     let target = match upstream_target(&args, &upstream) {
         Ok(target) => target,
         Err(message) => {
@@ -270,7 +274,7 @@ mod tests {
             headers: headers.iter().map(|h| (*h).to_owned()).collect(),
             header_file: None,
             allow_http: false,
-            log_level: "warn".to_owned(),
+            log_level: None,
             listen: None,
             composio: super::super::gateway::ComposioFlags::default(),
         }
