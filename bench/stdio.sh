@@ -6,6 +6,8 @@
 #   http      lean keep-alive HTTP client -> upstream            (the floor: the upstream itself)
 #   toolgate  Python SDK stdio client -> toolgate stdio -> upstream
 #   mcp-remote  Python SDK stdio client -> mcp-remote -> upstream
+# plus, for server-everything, stdio-direct (SDK stdio client -> server-everything's own stdio
+# transport): the client and server cost with no bridge and no HTTP, for reference.
 # "added" = path p50 - http p50 (it includes the SDK's own stdio cost, the same for both
 # bridges, so the toolgate/mcp-remote ratio of added latency is conservative).
 # Upstreams: server-everything (restarted per round: its event store grows without bound) and
@@ -66,6 +68,10 @@ for round in $(seq 1 "$ROUNDS"); do
   PORT=$se_port node "$peers/node/node_modules/.bin/mcp-server-everything" streamableHttp >/dev/null 2>&1 &
   se_pid=$!; pids+=($se_pid); wait_port $se_port
   measure everything echo '{"message":"hi"}' "http://127.0.0.1:$se_port/mcp"
+  # Reference: the SDK's stdio client talking to server-everything's own stdio transport (no
+  # HTTP, no bridge): what the client side and the server cost without any bridge.
+  line=$("$py" bench/lat.py stdio "$N" "$WARMUP" echo '{"message":"hi"}' node "$peers/node/node_modules/.bin/mcp-server-everything" stdio 2>/dev/null)
+  echo "everything stdio-direct $line" | tee -a "$out"
   kill $se_pid; wait $se_pid 2>/dev/null || true
 done
 
@@ -99,7 +105,7 @@ python3 - "$out" <<'PY' | tee -a "$out"
 import json, re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    m = re.match(r"(\w+) (http|toolgate|mcp-remote)\s+(\{.*\})", line)
+    m = re.match(r"(\w+) (http|toolgate|mcp-remote|stdio-direct)\s+(\{.*\})", line)
     if m:
         rows.setdefault((m.group(1), m.group(2)), []).append(json.loads(m.group(3)))
 print("summary: medians over rounds, milliseconds; added = path - http")
@@ -107,7 +113,7 @@ print(f"{'upstream':<11}{'path':<11}{'p50':>8}{'p90':>8}{'p99':>8}{'added p50':>
 for up in sorted({u for (u, _) in rows}):
     base = statistics.median(r["p50"] for r in rows.get((up, "http"), [{"p50": 0}]))
     added = {}
-    for path in ("http", "toolgate", "mcp-remote"):
+    for path in ("http", "toolgate", "mcp-remote", "stdio-direct"):
         rs = rows.get((up, path))
         if not rs: continue
         med = {k: statistics.median(r[k] for r in rs) for k in ("p50", "p90", "p99")}
