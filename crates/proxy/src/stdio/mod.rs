@@ -155,7 +155,13 @@ where
             }
             line = lines.next_line() => match line {
                 Ok(Line::Message(line)) => {
-                    dispatch(&bridge, &notice_tx, line, &mut next_seq).await;
+                    // Routing can wait (backpressure from a slow upstream or client); a signal
+                    // must still stop the bridge meanwhile.
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break Ok(StdioExit::Shutdown),
+                        () = dispatch(&bridge, &notice_tx, line, &mut next_seq) => {}
+                    }
                 }
                 Ok(Line::TooLong) => {
                     let text = format!(
