@@ -471,14 +471,16 @@ async fn wait_mode_with_a_progress_token_streams_progress_then_the_upstream_answ
     );
 }
 
-#[tokio::test]
+// Paused clock: the runtime jumps to the next timer whenever every task is idle, so a
+// 10-minute hold times out at once and deterministically.
+#[tokio::test(start_paused = true)]
 async fn wait_mode_timeout_gives_the_blocked_answer() {
     let harness = Harness::start(HarnessOptions {
         gate: closed(),
         config: ProxyConfig {
             wait: WaitMode::Hold {
-                timeout: Duration::from_millis(100),
-                progress_interval: Duration::from_millis(40),
+                timeout: Duration::from_secs(600),
+                progress_interval: Duration::from_secs(240),
             },
             ..ProxyConfig::default()
         },
