@@ -59,6 +59,8 @@ struct Fake {
     awaiting_client: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     /// Open GET streams (kept so they stay open).
     get_streams: Mutex<Vec<FrameSender>>,
+    /// Whether a fresh GET stream drops right after its first event (with `retry: 10`).
+    get_drops: std::sync::atomic::AtomicBool,
     /// Answers waiting to be resumed, by last event id.
     resumable: Mutex<HashMap<String, Value>>,
 }
@@ -199,6 +201,13 @@ impl Fake {
                     .get("last-event-id")
                     .and_then(|v| v.to_str().ok())
                 {
+                    if last == "g-1" {
+                        // The GET stream resumed where it dropped.
+                        let note = json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"resumed after g-1"}});
+                        let _ = tx.try_send(Ok(Frame::data(sse_frame(Some("g-2"), &note))));
+                        self.get_streams.lock().unwrap().push(tx);
+                        return response;
+                    }
                     let answer = self.resumable.lock().unwrap().remove(last);
                     if let Some(answer) = answer {
                         let _ = tx.try_send(Ok(Frame::data(sse_frame(Some("d-2"), &answer))));
@@ -206,8 +215,13 @@ impl Fake {
                     return response; // `tx` dropped: the stream ends after the replay
                 }
                 let note = json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hello from the GET stream"}});
+                if self.get_drops.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = tx.try_send(Ok(Frame::data(Bytes::from_static(b"retry: 10\n\n"))));
+                }
                 let _ = tx.try_send(Ok(Frame::data(sse_frame(Some("g-1"), &note))));
-                self.get_streams.lock().unwrap().push(tx);
+                if !self.get_drops.load(std::sync::atomic::Ordering::SeqCst) {
+                    self.get_streams.lock().unwrap().push(tx);
+                }
                 response
             }
             _ => self.post(body, session, known, lost).await,
@@ -1090,4 +1104,30 @@ async fn events_report_requests_blocks_and_refused_credentials() {
             "{expected} missing from {seen:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn dropped_get_stream_resumes_with_last_event_id() {
+    let (fake, url, _server) = Fake::start(true, StatusCode::NOT_FOUND).await;
+    fake.get_drops
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Without the upstream's `retry: 10` the bridge would wait an hour before resuming.
+    let config = StdioConfig {
+        default_reconnect_delay: Duration::from_secs(3600),
+        ..StdioConfig::default()
+    };
+    let mut h = Harness::start(Some(target(&url)), GateState::Open, config);
+    h.handshake(json!({})).await;
+    let first = h.recv().await;
+    assert_eq!(first["params"]["data"], "hello from the GET stream");
+    let resumed = h.recv().await;
+    assert_eq!(resumed["params"]["data"], "resumed after g-1");
+    let resume = fake
+        .wait_for("a resuming GET", |r| {
+            r.method == http::Method::GET && r.header("last-event-id").is_some()
+        })
+        .await;
+    assert_eq!(resume.header("last-event-id"), Some("g-1"));
+    assert_eq!(resume.header("mcp-session-id"), Some("s1"));
+    h.close().await.unwrap();
 }
