@@ -1002,6 +1002,9 @@ impl Bridge {
         let mut last_event_id: Option<String> = None;
         let mut retry = self.config.default_reconnect_delay;
         let mut failures = 0_u32;
+        // Whether this session's stream ever opened: only then does a later 404/400 mean the
+        // upstream forgot the session (rather than that it refuses GET streams for it).
+        let mut streamed = false;
         loop {
             let snapshot = self.snapshot(&target);
             if snapshot.generation != generation {
@@ -1014,6 +1017,7 @@ impl Bridge {
             match builder.send().await {
                 Ok(response) if response.status().is_success() && is_sse(&response) => {
                     failures = 0;
+                    streamed = true;
                     let mut parser = SseParser::new(self.config.max_message_bytes);
                     let mut events = Vec::new();
                     let mut response = response;
@@ -1042,6 +1046,18 @@ impl Bridge {
                 }
                 Ok(response) => {
                     let status = response.status();
+                    let body = read_bounded(response, MAX_ERROR_BODY).await;
+                    if streamed && session_lost(status, &body, snapshot.id.is_some()) {
+                        // The upstream restarted or expired the session while the client may
+                        // only be listening: restore it now rather than at the next request,
+                        // so server messages keep flowing. The replay opens a new stream.
+                        tracing::info!(%status, "the upstream forgot the MCP session; re-initialising");
+                        self.listener_gone(generation);
+                        if let Err(failure) = self.replay_initialize(&target, generation).await {
+                            tracing::warn!(?failure, "re-initialising the upstream session failed");
+                        }
+                        return;
+                    }
                     match status {
                         // No server-initiated stream offered, or the session is gone (the next
                         // POST re-initialises and reopens it), or another stream holds it.

@@ -128,6 +128,12 @@ impl Fake {
         self.sessions.lock().unwrap().clear();
     }
 
+    /// As a restart does: forget every session and end every open GET stream.
+    fn restart(&self) {
+        self.forget_sessions();
+        self.get_streams.lock().unwrap().clear();
+    }
+
     fn requests(&self) -> Vec<Logged> {
         self.log.lock().unwrap().clone()
     }
@@ -1129,5 +1135,40 @@ async fn dropped_get_stream_resumes_with_last_event_id() {
         .await;
     assert_eq!(resume.header("last-event-id"), Some("g-1"));
     assert_eq!(resume.header("mcp-session-id"), Some("s1"));
+    h.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_listening_client_gets_its_session_restored_without_sending_anything() {
+    let (fake, url, _server) = Fake::start(true, StatusCode::BAD_REQUEST).await;
+    let config = StdioConfig {
+        default_reconnect_delay: Duration::from_millis(10),
+        ..StdioConfig::default()
+    };
+    let mut h = Harness::start(Some(target(&url)), GateState::Open, config);
+    h.handshake(json!({})).await;
+    assert_eq!(
+        h.recv().await["params"]["data"],
+        "hello from the GET stream"
+    );
+    fake.restart();
+    // No request from the client: the dropped GET stream alone leads to a new session, and
+    // the new session's stream delivers again.
+    let again = h.recv().await;
+    assert_eq!(
+        again["params"]["data"], "hello from the GET stream",
+        "{again}"
+    );
+    let get = fake
+        .wait_for("a GET on s2", |r| {
+            r.method == http::Method::GET && r.header("mcp-session-id") == Some("s2")
+        })
+        .await;
+    assert_eq!(get.header("mcp-protocol-version"), Some("2025-11-25"));
+    fake.wait_for("initialized on s2", |r| {
+        r.json()["method"] == "notifications/initialized"
+            && r.header("mcp-session-id") == Some("s2")
+    })
+    .await;
     h.close().await.unwrap();
 }
