@@ -8,6 +8,7 @@ mod config;
 mod logging;
 mod metrics;
 mod runtime;
+mod signals;
 mod status;
 mod web;
 

@@ -320,27 +320,6 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops toolgate");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutdown signal received: draining");
-}
-
 /// Reports a fatal startup error and returns its exit code.
 pub(crate) fn fatal(error: &FatalError) -> ExitCode {
     eprintln!("toolgate: {error}");
@@ -491,7 +470,7 @@ pub(crate) async fn run_http(
     let server = web::serve(
         listening.listener,
         app,
-        shutdown_signal(),
+        crate::signals::shutdown_signal(),
         config.drain_timeout,
     );
     tokio::pin!(server);

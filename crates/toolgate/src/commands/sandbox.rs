@@ -72,37 +72,9 @@ async fn serve(args: SandboxArgs) -> anyhow::Result<()> {
     }
     // The one line scripts wait for; the API key is deliberately not printed.
     eprintln!("toolgate sandbox listening on http://{addr} (set COMPOSIO_BASE_URL=http://{addr})");
-    toolgate_sandbox::serve(listener, config, shutdown_signal()).await?;
+    toolgate_sandbox::serve(listener, config, crate::signals::shutdown_signal()).await?;
     tracing::info!("sandbox stopped");
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info` level.

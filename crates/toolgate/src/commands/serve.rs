@@ -247,35 +247,13 @@ async fn serve(listen: SocketAddr, plan: ServePlan) -> ExitCode {
         "toolgate: serving MCP at http://{bound}{} -> {upstream_shown}",
         app.gateway.mcp_path()
     );
-    crate::web::serve(listener, app, shutdown_signal(), drain_timeout).await;
+    crate::web::serve(
+        listener,
+        app,
+        crate::signals::shutdown_signal(),
+        drain_timeout,
+    )
+    .await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
-}
-
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut stream) => {
-                    stream.recv().await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops toolgate");
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-    tracing::info!("shutdown signal received: draining");
 }

@@ -124,7 +124,7 @@ pub(crate) async fn bridge(
         upstream_rx,
         gate_rx,
         events,
-        shutdown_signal(),
+        crate::signals::shutdown_signal(),
     )
     .await;
     match result {
@@ -187,29 +187,6 @@ fn stdout_writer() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
         }
     }
     Box::new(tokio::io::stdout())
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }
 
 fn init_logging(level: &str) {
