@@ -82,11 +82,11 @@ pub(crate) fn run_composio_serve(args: &super::serve::ServeArgs) -> ExitCode {
             message: "only used in generic mode (with --upstream)".to_owned(),
         });
     }
-    if args.mcp_path != "/mcp" {
-        config.path = args.mcp_path.clone();
+    if let Some(path) = &args.mcp_path {
+        config.path = path.clone();
     }
-    if args.drain_timeout != Duration::from_secs(10) {
-        config.drain_timeout = args.drain_timeout;
+    if let Some(drain_timeout) = args.drain_timeout {
+        config.drain_timeout = drain_timeout;
     }
     if let Some(token) = std::env::var(&args.token_env)
         .ok()

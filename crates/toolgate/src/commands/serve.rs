@@ -15,6 +15,12 @@ use toolgate_proxy::upstream::{UpstreamTarget, redacted_url};
 /// Exit code for unusable flags (`EX_USAGE` from sysexits.h), as for every configuration error.
 const EXIT_USAGE: u8 = 64;
 
+/// The MCP path in generic mode when `--mcp-path` is not given.
+const GENERIC_MCP_PATH: &str = "/mcp";
+
+/// The drain deadline in generic mode when `--drain-timeout` is not given.
+const GENERIC_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Arguments of `toolgate serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -36,9 +42,11 @@ pub(crate) struct ServeArgs {
     /// inbound token.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<SocketAddr>,
-    /// Path of the MCP endpoint.
-    #[arg(long, default_value = "/mcp", value_name = "PATH")]
-    pub(crate) mcp_path: String,
+    /// Path of the MCP endpoint (default `/mcp`; in Composio mode the `path` config key).
+    // No clap default: a default would be indistinguishable from the flag given explicitly,
+    // and in Composio mode the flag must override the config file and env only when given.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) mcp_path: Option<String>,
     /// Name of the environment variable holding the bearer token clients must present
     /// (`Authorization: Bearer <token>`); unset or empty variable means no token.
     #[arg(long, default_value = "TOOLGATE_TOKEN", value_name = "VAR")]
@@ -59,9 +67,10 @@ pub(crate) struct ServeArgs {
     /// Upper bound on connecting to the upstream.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) connect_timeout: Duration,
-    /// How long open requests may continue after SIGINT/SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub(crate) drain_timeout: Duration,
+    /// How long open requests may continue after SIGINT/SIGTERM (default 10s; in Composio
+    /// mode the `drain_timeout` config key). No clap default, for the reason given above.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) drain_timeout: Option<Duration>,
     /// Runtime worker threads in generic mode. 1 (the default) runs everything on one thread:
     /// forwarding is mostly waiting on sockets, and one thread saves a cross-thread wake-up per
     /// hop, which is most of a proxy's added latency. More threads raise the throughput ceiling.
@@ -158,7 +167,10 @@ fn plan(args: &ServeArgs, upstream: &url::Url) -> Result<ServePlan, ServeSetupEr
         return Err(ServeSetupError::TokenRequired(listen));
     }
     let config = ProxyConfig {
-        mcp_path: args.mcp_path.clone(),
+        mcp_path: args
+            .mcp_path
+            .clone()
+            .unwrap_or_else(|| GENERIC_MCP_PATH.to_owned()),
         allowed_hosts: args.allowed_hosts.clone(),
         allowed_origins: args.allowed_origins.clone(),
         bearer_token,
@@ -166,7 +178,7 @@ fn plan(args: &ServeArgs, upstream: &url::Url) -> Result<ServePlan, ServeSetupEr
         // Generic mode's gate never closes, so there is nothing to wait for.
         wait: WaitMode::Off,
         connect_timeout: args.connect_timeout,
-        drain_timeout: args.drain_timeout,
+        drain_timeout: args.drain_timeout.unwrap_or(GENERIC_DRAIN_TIMEOUT),
         ..ProxyConfig::default()
     };
     config
