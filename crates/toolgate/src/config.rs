@@ -384,8 +384,11 @@ struct EnvStrings {
 
 impl EnvStrings {
     fn read(name: &'static str, vars: impl Iterator<Item = (String, &'static str)>) -> Self {
+        // An empty variable counts as unset: env files and orchestrators routinely carry
+        // `NAME=` placeholders, and "" is never a meaningful value for any of these keys.
         let values = vars
             .filter_map(|(var, key)| std::env::var(&var).ok().map(|value| (key, value)))
+            .filter(|(_, value)| !value.is_empty())
             .collect();
         Self { name, values }
     }

@@ -350,3 +350,26 @@ fn example_file_documents_every_key() {
         );
     }
 }
+
+#[test]
+fn empty_environment_variables_count_as_unset() {
+    jail(|jail| {
+        jail.create_file(
+            "toolgate.toml",
+            "user_id = \"from-file\"\n[composio]\napi_key = \"sk_from_file_000000\"\n",
+        )
+        .map_err(|e| ConfigError::new("jail", e.to_string()))?;
+        jail.set_env("TOOLGATE_USER_ID", "");
+        jail.set_env("TOOLGATE_SESSION_ID", "");
+        jail.set_env("COMPOSIO_BASE_URL", "");
+        let config = load(&args())?;
+        assert_eq!(
+            config.user_id.as_deref(),
+            Some("from-file"),
+            "file value kept"
+        );
+        assert_eq!(config.composio.base_url, DEFAULT_BASE_URL, "default kept");
+        assert!(config.session.id.is_none(), "no session id");
+        Ok(())
+    });
+}
