@@ -14,7 +14,9 @@ use toolgate_session::{
     LinkRequest, ManageConnections, ToolkitSelection, ToolkitsQuery, WaitError, Workbench,
 };
 
-use crate::support::{self, allow, count_requests, deny, expire, fault, revoke, session};
+use crate::support::{
+    self, allow, count_requests, deactivate, deny, expire, fault, revoke, session,
+};
 
 const SESSION_PATH: &str = "/api/v3.1/tool_router/session";
 
@@ -718,5 +720,35 @@ async fn mcp_endpoint_refuses_a_foreign_origin() -> anyhow::Result<()> {
         }
         other => bail!("expected an origin error, got {other:?}"),
     }
+    Ok(())
+}
+
+/// INACTIVE is not terminal (the SDKs keep polling: it can recover to ACTIVE), so a wait on a
+/// disabled account runs to its timeout instead of failing at once.
+#[tokio::test(start_paused = true)]
+async fn wait_for_connection_keeps_waiting_on_inactive() -> anyhow::Result<()> {
+    let sandbox = support::sandbox()?;
+    let client = support::client(&sandbox)?;
+    let created = session(&client, "user_inactive").await?;
+    let request_link = client
+        .authorize(&created.session_id, &link("linear"))
+        .await?;
+    allow(&sandbox, &request_link.redirect_url).await?;
+    deactivate(&sandbox, &request_link.connected_account_id).await?;
+    match client
+        .wait_for_connection(&request_link.connected_account_id, Duration::from_secs(3))
+        .await
+    {
+        Err(WaitError::Timeout { last_status, .. }) => {
+            assert_eq!(last_status, AccountStatus::Inactive);
+        }
+        other => bail!("expected INACTIVE to keep waiting until the timeout, got {other:?}"),
+    }
+    let account_path = format!(
+        "/api/v3.1/connected_accounts/{}",
+        request_link.connected_account_id
+    );
+    // Polls at 0, 1, 2 and 3 s: it kept polling rather than stopping at the first INACTIVE.
+    assert_eq!(count_requests(&sandbox, "GET", &account_path), 4);
     Ok(())
 }

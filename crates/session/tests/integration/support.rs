@@ -130,6 +130,17 @@ pub(crate) async fn expire(sandbox: &Sandbox, account_id: &str) -> anyhow::Resul
     Ok(())
 }
 
+/// The account is disabled (INACTIVE), as Composio does for a paused connection.
+pub(crate) async fn deactivate(sandbox: &Sandbox, account_id: &str) -> anyhow::Result<()> {
+    control_post(
+        sandbox,
+        &format!("/_sandbox/accounts/{account_id}/deactivate"),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Injects a fault (`{"path_prefix","status","retry_after","delay_ms","count"}`).
 pub(crate) async fn fault(sandbox: &Sandbox, spec: serde_json::Value) -> anyhow::Result<()> {
     control_post(sandbox, "/_sandbox/faults", Some(spec)).await?;
