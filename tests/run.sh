@@ -16,4 +16,12 @@ if [ -z "${TOOLGATE_CONTAINER_BIN:-}" ]; then
   TOOLGATE_CONTAINER_BIN=$(bash tests/deploy/build.sh)
 fi
 export TOOLGATE_CONTAINER_BIN
-cargo test --workspace --locked "$@"
+# The runner's own summary lines are per test binary; one total at the end is easier to read.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"
