@@ -202,6 +202,18 @@ where
     outcome
 }
 
+/// Answers a line that is not JSON: there is no id to echo, so the error carries `null`.
+async fn emit_parse_error(bridge: &Bridge) {
+    let _ = bridge
+        .emit(error_response(
+            None,
+            PARSE_ERROR,
+            "parse error: invalid JSON",
+            None,
+        ))
+        .await;
+}
+
 /// Routes one stdin line: requests get their own task, notifications and responses go to the
 /// ordered lane, garbage gets a JSON-RPC error.
 async fn dispatch(
@@ -229,28 +241,12 @@ async fn dispatch(
                     .emit(error_response(None, INVALID_REQUEST, "empty batch", None))
                     .await;
             }
-            Err(_) => {
-                let _ = bridge
-                    .emit(error_response(
-                        None,
-                        PARSE_ERROR,
-                        "parse error: invalid JSON",
-                        None,
-                    ))
-                    .await;
-            }
+            Err(_) => emit_parse_error(bridge).await,
         }
         return;
     }
     let Some(view) = MessageView::parse(trimmed) else {
-        let _ = bridge
-            .emit(error_response(
-                None,
-                PARSE_ERROR,
-                "parse error: invalid JSON",
-                None,
-            ))
-            .await;
+        emit_parse_error(bridge).await;
         return;
     };
     let line = if trimmed.len() == line.len() {

@@ -63,25 +63,41 @@ impl ComposioFlags {
             log_format: self.log_format.clone(),
         }
     }
+
+    /// Loads the layered configuration for a Composio-mode command. `--header-file` belongs
+    /// to generic mode and is refused here rather than silently ignored. On failure the
+    /// configuration error has been printed and the exit code is returned.
+    pub(crate) fn load(
+        &self,
+        listen: Option<SocketAddr>,
+        headers: &[String],
+        log_level: Option<&str>,
+        header_file: Option<&std::path::Path>,
+    ) -> Result<crate::config::Config, ExitCode> {
+        let config = crate::config::load(&self.config_args(listen, headers, log_level))
+            .map_err(|error| super::config_error(&error))?;
+        if header_file.is_some() {
+            return Err(super::config_error(&crate::config::ConfigError {
+                key: "--header-file".to_owned(),
+                message: "only used in generic mode (with --upstream)".to_owned(),
+            }));
+        }
+        Ok(config)
+    }
 }
 
 /// `toolgate serve` without `--upstream`: Composio mode from the layered configuration.
 pub(crate) fn run_composio_serve(args: &super::serve::ServeArgs) -> ExitCode {
-    let config_args =
-        args.composio
-            .config_args(args.listen, &args.headers, args.log_level.as_deref());
-    let mut config = match crate::config::load(&config_args) {
+    let mut config = match args.composio.load(
+        args.listen,
+        &args.headers,
+        args.log_level.as_deref(),
+        args.header_file.as_deref(),
+    ) {
         Ok(config) => config,
-        Err(error) => return super::config_error(&error),
+        Err(code) => return code,
     };
-    // The generic-mode flags that make sense here apply too; the rest are refused rather than
-    // silently ignored.
-    if args.header_file.is_some() {
-        return super::config_error(&crate::config::ConfigError {
-            key: "--header-file".to_owned(),
-            message: "only used in generic mode (with --upstream)".to_owned(),
-        });
-    }
+    // The generic-mode flags that make sense here apply too.
     if let Some(path) = &args.mcp_path {
         config.path = path.clone();
     }
@@ -115,22 +131,18 @@ pub(crate) fn run_composio_serve(args: &super::serve::ServeArgs) -> ExitCode {
 /// the connections page and OAuth callback on the listen address (Composio sends the browser
 /// there after a Connect Link). Exits the process when the bridge ends.
 pub(crate) fn run_composio_stdio(args: &super::stdio::StdioArgs) -> ExitCode {
-    let config_args =
-        args.composio
-            .config_args(args.listen, &args.headers, args.log_level.as_deref());
-    let mut config = match crate::config::load(&config_args) {
+    let mut config = match args.composio.load(
+        args.listen,
+        &args.headers,
+        args.log_level.as_deref(),
+        args.header_file.as_deref(),
+    ) {
         Ok(config) => config,
-        Err(error) => return super::config_error(&error),
+        Err(code) => return code,
     };
     // Quiet unless configured otherwise (the flag and TOOLGATE_LOG_LEVEL arrive as the flag).
     if args.log_level.is_none() && config.log.level == crate::config::LogSection::default().level {
         config.log.level = super::stdio::QUIET_LOG_LEVEL.to_owned();
-    }
-    if args.header_file.is_some() {
-        return super::config_error(&crate::config::ConfigError {
-            key: "--header-file".to_owned(),
-            message: "only used in generic mode (with --upstream)".to_owned(),
-        });
     }
     crate::logging::init(&config.log);
     let runtime = match runtime() {
