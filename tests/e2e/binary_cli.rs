@@ -129,8 +129,8 @@ async fn config_prints_effective_config_redacted() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `status` (table and JSON, exit 2 while pending, 0 once connected) and `connect` (prints the
-/// link, waits, exit 0 when connected; exit 2 when denied).
+/// `status` (table and JSON, exit 3 while pending, 0 once connected) and `connect` (prints the
+/// link, waits, exit 0 when connected; exit 3 when denied).
 #[tokio::test(flavor = "multi_thread")]
 async fn status_and_connect() -> anyhow::Result<()> {
     let sandbox = sandbox()?;
@@ -138,7 +138,7 @@ async fn status_and_connect() -> anyhow::Result<()> {
     vars.push(("TOOLGATE_REQUIRE".into(), "gmail,hackernews".into()));
 
     let (code, stdout, stderr) = run(&["status"], &vars).await?;
-    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
         stdout.contains("TOOLKIT") && stdout.contains("gmail"),
         "{stdout}"
@@ -150,7 +150,7 @@ async fn status_and_connect() -> anyhow::Result<()> {
     );
     assert_eq!(links_in(&stdout).len(), 1, "{stdout}");
     let (code, json, _) = run(&["status", "--json"], &vars).await?;
-    assert_eq!(code, 2);
+    assert_eq!(code, 3);
     let view: serde_json::Value = serde_json::from_str(&json)?;
     assert_eq!(view["toolkits"][0]["slug"], "gmail");
     assert_eq!(view["toolkits"][0]["status"], "pending");
@@ -162,9 +162,9 @@ async fn status_and_connect() -> anyhow::Result<()> {
             .starts_with("trs_")
     );
 
-    // connect: denied → exit 2.
+    // connect: denied → exit 3.
     let (code, stderr) = connect_answering(&vars, &sandbox, "deny").await?;
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("Gmail: not connected"), "{stderr}");
     // connect: allowed → exit 0; then status says all connected.
     let (code, stderr) = connect_answering(&vars, &sandbox, "allow").await?;
@@ -218,11 +218,13 @@ async fn connect_answering(
     Ok((output.status.code().unwrap_or(-1), stderr))
 }
 
-/// `toolgate demo`: sandbox + gateway, prints the URL, both client snippets and the links.
+/// `toolgate demo`: sandbox (on the port asked for) + gateway, prints the URL, both client
+/// snippets, a working `status` command line, and each link once.
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_prints_url_snippets_and_links() -> anyhow::Result<()> {
     let port = toolgate_tests::free_port()?;
     let listen = format!("127.0.0.1:{port}");
+    let sandbox_listen = format!("127.0.0.1:{}", toolgate_tests::free_port()?);
     let mut command = std::process::Command::new(toolgate_tests::toolgate_bin()?);
     for (name, _) in std::env::vars() {
         if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
@@ -233,7 +235,13 @@ async fn demo_prints_url_snippets_and_links() -> anyhow::Result<()> {
     let stdout_file = tempfile::NamedTempFile::new()?;
     let stderr_file = tempfile::NamedTempFile::new()?;
     command
-        .args(["demo", "--listen", &listen])
+        .args([
+            "demo",
+            "--listen",
+            &listen,
+            "--sandbox-listen",
+            &sandbox_listen,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout_file.reopen()?))
         .stderr(Stdio::from(stderr_file.reopen()?));
@@ -259,6 +267,34 @@ async fn demo_prints_url_snippets_and_links() -> anyhow::Result<()> {
     assert!(
         stdout.contains("\"command\"") && stdout.contains("\"stdio\""),
         "Claude snippet: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "\"COMPOSIO_BASE_URL\": \"http://{sandbox_listen}\""
+        )),
+        "the snippet names the fixed sandbox: {stdout}"
+    );
+    let links = links_in(&stderr);
+    let unique: std::collections::BTreeSet<_> = links.iter().collect();
+    assert_eq!(links.len(), unique.len(), "each link once: {stderr}");
+    // The printed `status` line works as printed (exit 3: nothing is connected yet).
+    let status_line = stdout
+        .lines()
+        .find(|line| line.contains(" status --user-id"))
+        .context("no status command line")?;
+    let mut shell = std::process::Command::new("sh");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
+            shell.env_remove(name);
+        }
+    }
+    shell.args(["-c", status_line.trim()]);
+    let output = tokio::task::spawn_blocking(move || shell.output()).await??;
+    let status_out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{status_line}: {status_out}");
+    assert!(
+        status_out.contains("gmail") && status_out.contains("github"),
+        "{status_out}"
     );
     let ready = reqwest::get(format!("http://{listen}/readyz")).await?;
     assert_eq!(ready.status(), 200);

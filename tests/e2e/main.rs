@@ -6,6 +6,7 @@ mod binary_flow;
 mod binary_stdio;
 mod deploy_container;
 mod deploy_static;
+mod docs;
 mod http_serve;
 mod sandbox;
 mod stdio_lifecycle;

@@ -17,7 +17,7 @@ pub(crate) enum Command {
     Sandbox(crate::commands::sandbox::SandboxArgs),
     /// Serve the MCP gateway over Streamable HTTP: Composio mode from the configuration, or
     /// generic mode with `--upstream URL`.
-    Serve(crate::commands::serve::ServeArgs),
+    Serve(Box<crate::commands::serve::ServeArgs>),
     /// Bridge an MCP client on stdin/stdout (Claude Desktop) to the Composio session (from the
     /// configuration), or in generic mode to `--upstream URL` (a drop-in for mcp-remote).
     Stdio(crate::commands::stdio::StdioArgs),

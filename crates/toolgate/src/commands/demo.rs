@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use secrecy::SecretString;
-use toolgate_sandbox::{DEMO_API_KEY, Sandbox, SandboxConfig};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use toolgate_sandbox::{DEMO_API_KEY, SandboxConfig};
 
 use super::gateway;
 use crate::config::{Config, LogFormat, LogSection};
@@ -18,6 +19,10 @@ pub(crate) struct DemoArgs {
     /// Address of the gateway (MCP endpoint and connections page).
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     pub(crate) listen: SocketAddr,
+    /// Address of the sandbox (the Composio stand-in). Fixed by default so the printed client
+    /// snippets, which name it, stay valid when the demo restarts.
+    #[arg(long, default_value = "127.0.0.1:9900", value_name = "ADDR")]
+    pub(crate) sandbox_listen: SocketAddr,
     /// The Composio user id the demo acts for.
     #[arg(long, default_value = "demo-user", value_name = "ID")]
     pub(crate) user_id: String,
@@ -48,10 +53,13 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let sandbox = match Sandbox::start(SandboxConfig::default()).await {
+        let sandbox = match start_sandbox(args.sandbox_listen).await {
             Ok(sandbox) => sandbox,
             Err(error) => {
-                eprintln!("toolgate: cannot start the sandbox: {error}");
+                eprintln!(
+                    "toolgate: cannot start the sandbox on {}: {error}",
+                    args.sandbox_listen
+                );
                 return ExitCode::FAILURE;
             }
         };
@@ -83,6 +91,39 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
     })
 }
 
+/// The demo's sandbox, served until this is dropped.
+struct DemoSandbox {
+    addr: SocketAddr,
+    _stop: DropGuard,
+}
+
+impl DemoSandbox {
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Binds the sandbox on `addr` (a fixed port: the snippets name it) and serves it in the
+/// background on this runtime.
+async fn start_sandbox(addr: SocketAddr) -> std::io::Result<DemoSandbox> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let shutdown = async move { stopped.cancelled().await };
+        if let Err(error) =
+            toolgate_sandbox::serve(listener, SandboxConfig::default(), shutdown).await
+        {
+            tracing::warn!(%error, "the demo's sandbox stopped");
+        }
+    });
+    Ok(DemoSandbox {
+        addr,
+        _stop: stop.drop_guard(),
+    })
+}
+
 /// What the demo prints once listening: URL, client snippets, what to try.
 fn banner(addr: SocketAddr, config: &Config, sandbox_url: &str) -> String {
     let exe = std::env::current_exe()
@@ -110,22 +151,40 @@ fn banner(addr: SocketAddr, config: &Config, sandbox_url: &str) -> String {
     });
     let pretty =
         |value: &serde_json::Value| serde_json::to_string_pretty(value).unwrap_or_default();
-    format!(
-        "\n\
-toolgate demo: a local Composio stand-in (the sandbox, {sandbox_url}) and the gateway in front of it.\n\
-No real accounts are involved: the Connect Links open the sandbox's Allow/Deny page.\n\
-\n\
-  MCP endpoint (Streamable HTTP): {mcp_url}\n\
-  Connections page:               http://{addr}/connections\n\
-\n\
-Cursor (~/.cursor/mcp.json):\n{cursor}\n\
-\n\
-Claude Desktop (claude_desktop_config.json; stdio, needs this demo running for its sandbox):\n{claude}\n\
-\n\
-Try it: call a tool (e.g. COMPOSIO_SEARCH_TOOLS) from your client: it is blocked and answers with\n\
-the Connect Links below. Open them (or the connections page), click Allow, and the same call passes.\n\
-Press Ctrl-C to stop.\n",
-        cursor = pretty(&cursor),
-        claude = pretty(&claude),
-    )
+    let env = format!("COMPOSIO_API_KEY={DEMO_API_KEY} COMPOSIO_BASE_URL={sandbox_url}");
+    let who = format!(
+        "--user-id {} --require {}",
+        config.user_id.as_deref().unwrap_or_default(),
+        config.require.join(",")
+    );
+    let lines = [
+        String::new(),
+        format!(
+            "toolgate demo: a local Composio stand-in (the sandbox, {sandbox_url}) and the gateway in front of it."
+        ),
+        "No real accounts are involved: the Connect Links open the sandbox's Allow/Deny page.".to_owned(),
+        String::new(),
+        format!("  MCP endpoint (Streamable HTTP): {mcp_url}"),
+        format!("  Connections page:               http://{addr}/connections"),
+        String::new(),
+        "Cursor (~/.cursor/mcp.json):".to_owned(),
+        pretty(&cursor),
+        String::new(),
+        "Claude Desktop (claude_desktop_config.json; stdio, needs this demo running for its sandbox):"
+            .to_owned(),
+        pretty(&claude),
+        String::new(),
+        "From a terminal, against this demo's sandbox (same user, same connections):".to_owned(),
+        format!("  {env} {exe} status {who}"),
+        format!("  {env} {exe} connect {who} --listen {addr}"),
+        String::new(),
+        "Try it: call a tool (e.g. COMPOSIO_SEARCH_TOOLS) from your client: it is blocked and answers"
+            .to_owned(),
+        "with the Connect Links (printed below on stderr). Open them (or the connections page), click"
+            .to_owned(),
+        "Allow, and the same call passes. Press Ctrl-C to stop.".to_owned(),
+    ];
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
 }

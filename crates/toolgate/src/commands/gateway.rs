@@ -421,17 +421,15 @@ pub(crate) fn announcement(view: &StatusView, base_url: &str) -> String {
         },
         view.table()
     ));
-    let pending: Vec<_> = view
+    // Each link once: the table's CONNECT LINK column already carries it.
+    if view
         .toolkits
         .iter()
-        .filter_map(|toolkit| toolkit.connect_url.as_ref().map(|url| (&toolkit.name, url)))
-        .collect();
-    if !pending.is_empty() {
-        text.push_str("Connect Links (or open the connections page):\n");
-        for (name, url) in pending {
-            text.push_str(&format!("  {name}: {url}\n"));
-        }
-        text.push_str(&format!("  connections page: {base_url}/connections\n"));
+        .any(|toolkit| toolkit.connect_url.is_some())
+    {
+        text.push_str(&format!(
+            "Open each CONNECT LINK above, or the connections page: {base_url}/connections\n"
+        ));
     }
     text
 }

@@ -17,7 +17,7 @@ use crate::cli::{Cli, Command};
 pub(crate) fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Sandbox(args) => sandbox::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Stdio(args) => stdio::run(args),
         Command::Config(args) => config::run(args),
         Command::Demo(args) => demo::run(args),

@@ -1,9 +1,10 @@
 //! `toolgate status` and `toolgate connect`: one-shot views of the required toolkits, using
 //! the same session and tracker the gateway uses.
 //!
-//! Exit codes: `status` 0 when every required toolkit is connected, 2 when some are not;
-//! `connect` 0 only when every requested toolkit ends connected, 2 when one failed or the
-//! timeout passed. Both: 1 when Composio cannot be reached, 64 for configuration errors.
+//! Exit codes: `status` 0 when every required toolkit is connected, 3 when some are not;
+//! `connect` 0 only when every requested toolkit ends connected, 3 when one failed or the
+//! timeout passed. Both: 1 when Composio cannot be reached, 64 for configuration errors, and
+//! clap's 2 for usage errors (which is why "not connected" is not 2).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
@@ -17,14 +18,58 @@ use crate::config::{self, Config, ConfigArgs, Mode};
 use crate::runtime;
 use crate::status::StatusView;
 
-/// Exit code when a toolkit is not connected (distinct from errors).
-const EXIT_NOT_CONNECTED: u8 = 2;
+/// Exit code when a toolkit is not connected: distinct from errors (1), clap's usage errors
+/// (2) and configuration errors (64), so scripts can tell "authorise first" apart.
+const EXIT_NOT_CONNECTED: u8 = 3;
+
+/// The configuration flags of the Composio-only commands: those of [`ConfigArgs`] without
+/// generic mode's `--upstream` and `--header`, which could only fail here.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ComposioConfigArgs {
+    /// TOML configuration file (default: ./toolgate.toml when present).
+    #[arg(long, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Composio user id (`user_id`).
+    #[arg(long, value_name = "ID")]
+    user_id: Option<String>,
+    /// Required toolkit; repeat or comma-separate (`require`).
+    #[arg(long, value_name = "TOOLKIT", value_delimiter = ',')]
+    require: Vec<String>,
+    /// Listen address (`listen`); sets the default callback URL of the links minted.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Composio API origin (`composio.base_url`).
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// Log level or filter (`log.level`).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format, `text` or `json` (`log.format`).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+impl ComposioConfigArgs {
+    /// The shared flag set, with generic mode's flags left unset.
+    fn to_config_args(&self) -> ConfigArgs {
+        ConfigArgs {
+            config: self.config.clone(),
+            user_id: self.user_id.clone(),
+            require: self.require.clone(),
+            listen: self.listen.clone(),
+            base_url: self.base_url.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.clone(),
+            ..ConfigArgs::default()
+        }
+    }
+}
 
 /// Arguments of `toolgate status`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: ComposioConfigArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -37,7 +82,7 @@ pub(crate) struct StatusArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConnectArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: ComposioConfigArgs,
     /// Toolkits to connect (default: the required ones).
     #[arg(value_name = "TOOLKIT", value_delimiter = ',')]
     pub(crate) toolkits: Vec<String>,
@@ -50,8 +95,9 @@ pub(crate) struct ConnectArgs {
 }
 
 /// Loads the config for a Composio-only command; `Err` is the exit code.
-fn composio_config(args: &ConfigArgs) -> Result<Config, ExitCode> {
-    let mut config = config::load(args).map_err(|error| super::config_error(&error))?;
+fn composio_config(args: &ComposioConfigArgs) -> Result<Config, ExitCode> {
+    let mut config =
+        config::load(&args.to_config_args()).map_err(|error| super::config_error(&error))?;
     if config.mode() != Mode::Composio {
         eprintln!("toolgate: invalid configuration: `upstream`: this command needs Composio mode");
         return Err(ExitCode::from(EXIT_CONFIG));
@@ -78,7 +124,8 @@ async fn checked_tracker(
         let session = runtime::open_session(&client, config)
             .await
             .map_err(|error| {
-                eprintln!("toolgate: Composio: {error}");
+                // The error names Composio and the operation itself.
+                eprintln!("toolgate: {error}");
                 ExitCode::FAILURE
             })?;
         let tracker = toolgate_session::ConnectionTracker::start(
@@ -89,7 +136,7 @@ async fn checked_tracker(
         .await
         .map_err(|error| match runtime::tracker_start_error(error) {
             Ok(error) => {
-                eprintln!("toolgate: Composio: {error}");
+                eprintln!("toolgate: {error}");
                 ExitCode::FAILURE
             }
             Err(fatal) => gateway::fatal(&fatal),
