@@ -165,11 +165,11 @@ async fn status_and_connect() -> anyhow::Result<()> {
     // connect: denied → exit 3.
     let (code, stderr) = connect_answering(&vars, &sandbox, "deny").await?;
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("Gmail: not connected"), "{stderr}");
+    assert!(stderr.contains("✗ Gmail: not connected"), "{stderr}");
     // connect: allowed → exit 0; then status says all connected.
     let (code, stderr) = connect_answering(&vars, &sandbox, "allow").await?;
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("Gmail: connected (ca_"), "{stderr}");
+    assert!(stderr.contains("✓ Gmail: connected (ca_"), "{stderr}");
     let (code, stdout, stderr) = run(&["status"], &vars).await?;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(

@@ -4,6 +4,7 @@ mod binary_browser;
 mod binary_cli;
 mod binary_flow;
 mod binary_stdio;
+mod connect_terminal;
 mod deploy_container;
 mod deploy_static;
 mod docs;

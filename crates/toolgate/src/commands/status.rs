@@ -284,6 +284,11 @@ pub(crate) fn run_connect(args: ConnectArgs) -> ExitCode {
 }
 
 /// Shows a spinner per toolkit until each is connected or failed, or the timeout passes.
+///
+/// On a terminal the spinners live in one `MultiProgress` on stderr; everything else printed
+/// meanwhile (the links on stdout) goes through it, so it lands above the bars instead of
+/// inside them, and each bar ends as a ✓/✗ line that stays on screen. Off a terminal the bars
+/// are hidden and only the links and the final lines are printed.
 async fn follow(
     tracker: &TrackerHandle,
     open: bool,
@@ -297,31 +302,17 @@ async fn follow(
     } else {
         ProgressDrawTarget::hidden()
     });
-    let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
     let mut rows: Vec<Row> = first
         .toolkits
         .iter()
-        .map(|toolkit| {
-            let bar = bars.add(ProgressBar::new_spinner());
-            bar.set_style(style.clone());
-            bar.set_prefix(toolkit.name.clone());
-            bar.enable_steady_tick(Duration::from_millis(120));
-            Row {
-                slug: toolkit.slug.clone(),
-                name: toolkit.name.clone(),
-                bar,
-                shown_link: None,
-                outcome: None,
-            }
-        })
+        .map(|toolkit| Row::new(&bars, &toolkit.slug, &toolkit.name))
         .collect();
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut snapshot = first;
     loop {
         for row in &mut rows {
-            row.update(&snapshot, open, interactive);
+            row.update(&snapshot, open, &bars);
         }
         if rows.iter().all(|row| row.outcome.is_some()) {
             break;
@@ -336,17 +327,31 @@ async fn follow(
             () = &mut deadline => {
                 for row in &mut rows {
                     if row.outcome.is_none() {
-                        row.finish(Outcome::Failed("timed out".to_owned()), interactive);
+                        row.finish(Outcome::Failed("timed out".to_owned()), &bars);
                     }
                 }
                 break;
             }
         }
     }
-    let _ = bars.clear();
+    // A tracker that stopped early leaves rows unfinished: end their spinners too, so no
+    // stale frame stays behind.
+    for row in &mut rows {
+        if row.outcome.is_none() {
+            row.finish(Outcome::Failed("no answer".to_owned()), &bars);
+        }
+    }
     rows.into_iter()
         .map(|row| (row.slug, row.outcome))
         .collect()
+}
+
+/// Writes `text` to stdout without tearing the progress bars (they are cleared, the text
+/// written, then the bars drawn again below it).
+fn print_above(bars: &MultiProgress, text: &str) {
+    bars.suspend(|| {
+        let _ = write_stdout(text);
+    });
 }
 
 struct Row {
@@ -358,7 +363,26 @@ struct Row {
 }
 
 impl Row {
-    fn update(&mut self, snapshot: &GateSnapshot, open: bool, interactive: bool) {
+    fn new(bars: &MultiProgress, slug: &str, name: &str) -> Self {
+        // `{msg}`, not `{wide_msg}`: a padded line wraps on narrow terminals and breaks
+        // indicatif's line count, leaving stale frames.
+        let style = ProgressStyle::with_template("{spinner} {prefix:.bold}: {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = bars.add(ProgressBar::new_spinner());
+        bar.set_style(style);
+        bar.set_prefix(name.to_owned());
+        bar.set_message("checking");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self {
+            slug: slug.to_owned(),
+            name: name.to_owned(),
+            bar,
+            shown_link: None,
+            outcome: None,
+        }
+    }
+
+    fn update(&mut self, snapshot: &GateSnapshot, open: bool, bars: &MultiProgress) {
         if self.outcome.is_some() {
             return;
         }
@@ -371,13 +395,13 @@ impl Row {
         };
         match &toolkit.state {
             ToolkitState::Connected { account_id } => {
-                self.finish(Outcome::Connected(account_id.clone()), interactive);
+                self.finish(Outcome::Connected(account_id.clone()), bars);
             }
             ToolkitState::NoAuth => {
-                self.finish(Outcome::Connected("no auth needed".to_owned()), interactive);
+                self.finish(Outcome::Connected("no auth needed".to_owned()), bars);
             }
             ToolkitState::Failed { reason } => {
-                self.finish(Outcome::Failed(reason.clone()), interactive);
+                self.finish(Outcome::Failed(reason.clone()), bars);
             }
             ToolkitState::Pending {
                 connect_url,
@@ -388,43 +412,41 @@ impl Row {
                 if let (Some(reason), Some(shown)) = (previous_failure, &self.shown_link)
                     && shown != connect_url
                 {
-                    self.finish(Outcome::Failed(reason.clone()), interactive);
+                    self.finish(Outcome::Failed(reason.clone()), bars);
                     return;
                 }
                 if self.shown_link.as_deref() != Some(connect_url.as_str()) {
                     // Links go to stdout so scripts can pick them up; one line per link.
-                    let _ = write_stdout(&format!("{}: {connect_url}\n", self.slug));
+                    print_above(bars, &format!("{}: {connect_url}\n", self.slug));
                     if open {
-                        open_browser(connect_url);
+                        bars.suspend(|| open_browser(connect_url));
                     }
                     self.shown_link = Some(connect_url.clone());
                 }
-                self.bar
-                    .set_message(format!("waiting for authorization ({connect_url})"));
+                // The link itself is printed above: a URL here would wrap the line.
+                self.bar.set_message("waiting for authorization");
             }
             ToolkitState::Unknown => self.bar.set_message("checking"),
         }
     }
 
-    fn finish(&mut self, outcome: Outcome, interactive: bool) {
-        let line = match &outcome {
-            Outcome::Connected(account) => format!("{}: connected ({account})", self.name),
-            Outcome::Failed(reason) => format!("{}: not connected: {reason}", self.name),
+    fn finish(&mut self, outcome: Outcome, bars: &MultiProgress) {
+        let (mark, line) = match &outcome {
+            Outcome::Connected(account) => ("✓", format!("{}: connected ({account})", self.name)),
+            Outcome::Failed(reason) => ("✗", format!("{}: not connected: {reason}", self.name)),
         };
-        if interactive {
-            self.bar.finish_with_message(line);
-        } else {
-            self.bar.finish_and_clear();
-            eprintln!(
-                "{} {line}",
-                match outcome {
-                    Outcome::Connected(_) => "✓",
-                    Outcome::Failed(_) => "✗",
-                }
-            );
-        }
         if matches!(outcome, Outcome::Connected(_)) && self.shown_link.is_none() {
-            let _ = write_stdout(&format!("{}: already connected\n", self.slug));
+            print_above(bars, &format!("{}: already connected\n", self.slug));
+        }
+        if bars.is_hidden() {
+            self.bar.finish_and_clear();
+            eprintln!("{mark} {line}");
+        } else {
+            // The finished bar is drawn once more as its final line and then left alone.
+            let done = ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            self.bar.set_style(done);
+            self.bar.finish_with_message(format!("{mark} {line}"));
         }
         self.outcome = Some(outcome);
     }
