@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Configuration of the Streamable HTTP gateway. [`ProxyConfig::default`] is the safe local
 /// setup: `/mcp`, loopback Host/Origin only, no inbound token, 4 MiB bodies, no wait mode.
@@ -19,7 +19,8 @@ pub struct ProxyConfig {
     /// clients send none); any other origin gets 403.
     pub allowed_origins: Vec<String>,
     /// When set, every request must carry `Authorization: Bearer <token>` (compared in constant
-    /// time). The binary requires one when listening on a non-loopback address.
+    /// time); at least [`crate::access::MIN_TOKEN_CHARS`] characters. The binary requires one
+    /// when listening on a non-loopback address.
     pub bearer_token: Option<SecretString>,
     /// Largest accepted POST body in bytes; larger ones get 413.
     pub max_body_bytes: usize,
@@ -85,6 +86,12 @@ pub enum ConfigError {
     /// The body cap is zero.
     #[error("the body size limit must be greater than zero")]
     ZeroBodyLimit,
+    /// An allowed host is not `name[:port]` or `[v6][:port]`.
+    #[error("allowed host {0:?} is not of the form name[:port]")]
+    BadHost(String),
+    /// The inbound token is too weak (the same rule in every mode).
+    #[error(transparent)]
+    WeakToken(#[from] crate::access::WeakToken),
 }
 
 impl ProxyConfig {
@@ -95,6 +102,16 @@ impl ProxyConfig {
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::ZeroBodyLimit);
+        }
+        if let Some(token) = &self.bearer_token {
+            crate::access::check_token_strength(token.expose_secret())?;
+        }
+        if let Some(host) = self
+            .allowed_hosts
+            .iter()
+            .find(|host| !crate::access::is_valid_host(host))
+        {
+            return Err(ConfigError::BadHost(host.clone()));
         }
         for origin in &self.allowed_origins {
             let valid = url::Url::parse(origin).is_ok_and(|url| {
@@ -136,5 +153,18 @@ mod tests {
             ..ProxyConfig::default()
         };
         assert_eq!(good_origin.validate(), Ok(()));
+        let weak = ProxyConfig {
+            bearer_token: Some(SecretString::from("x")),
+            ..ProxyConfig::default()
+        };
+        assert_eq!(
+            weak.validate(),
+            Err(ConfigError::WeakToken(crate::access::WeakToken))
+        );
+        let bad_host = ProxyConfig {
+            allowed_hosts: vec!["evil.com@gw".into()],
+            ..ProxyConfig::default()
+        };
+        assert!(matches!(bad_host.validate(), Err(ConfigError::BadHost(_))));
     }
 }

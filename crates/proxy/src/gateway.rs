@@ -1,6 +1,7 @@
-//! The Streamable HTTP gateway: one MCP endpoint that checks each request (Host, Origin,
-//! token, body), consults the gate on `tools/call`, and otherwise forwards the request byte for
-//! byte to the upstream, streaming the answer back frame by frame.
+//! The Streamable HTTP gateway: one MCP endpoint that checks each request's body, consults
+//! the gate on `tools/call`, and otherwise forwards the request byte for byte to the
+//! upstream, streaming the answer back frame by frame. Who may call it (Host, Origin, token,
+//! CORS) is decided in front of it, by [`crate::access`].
 //!
 //! [`Gateway::handle`] answers one request for the MCP endpoint and is all a router needs:
 //! the binary mounts it at [`Gateway::mcp_path`] next to its own routes (`/healthz`,
@@ -37,7 +38,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ConfigError, ProxyConfig, WaitMode};
@@ -84,10 +84,6 @@ pub struct Gateway {
 
 struct Inner {
     config: ProxyConfig,
-    /// Lowercased Host names accepted, loopback names included.
-    allowed_hosts: Vec<String>,
-    /// Configured origins in their ASCII serialization (`scheme://host[:port]`).
-    allowed_origins: Vec<String>,
     client: reqwest::Client,
     upstream: watch::Receiver<Option<UpstreamTarget>>,
     gate: watch::Receiver<GateState>,
@@ -133,28 +129,10 @@ impl Gateway {
     ) -> Result<Self, ProxyError> {
         config.validate()?;
         let client = build_client(config.connect_timeout)?;
-        let mut allowed_hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        allowed_hosts.extend(
-            config
-                .allowed_hosts
-                .iter()
-                .map(|host| host.to_ascii_lowercase()),
-        );
-        let allowed_origins = config
-            .allowed_origins
-            .iter()
-            .filter_map(|origin| url::Url::parse(origin).ok())
-            .map(|url| url.origin().ascii_serialization())
-            .collect();
         let url_elicitation_sessions = SessionSet::new(config.elicitation_sessions_capacity);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                allowed_hosts,
-                allowed_origins,
                 client,
                 upstream,
                 gate,
@@ -191,42 +169,15 @@ impl Gateway {
         outcome.response
     }
 
-    /// The Host / Origin / bearer-token check on its own, for routes the binary serves next to
-    /// the MCP endpoint: `None` when the request may proceed, otherwise the 403/401 answer.
-    pub fn check_access(
-        &self,
-        headers: &HeaderMap,
-        uri: &http::Uri,
-    ) -> Option<Response<ProxyBody>> {
-        if !self.host_allowed(headers, uri) {
-            return Some(json_error(
-                StatusCode::FORBIDDEN,
-                None,
-                jsonrpc::SERVER_ERROR,
-                "Forbidden: this Host is not allowed (DNS rebinding protection)",
-            ));
-        }
-        if !self.origin_allowed(headers) {
-            return Some(json_error(
-                StatusCode::FORBIDDEN,
-                None,
-                jsonrpc::SERVER_ERROR,
-                "Forbidden: this Origin is not allowed",
-            ));
-        }
-        if !self.token_accepted(headers) {
-            let mut response = json_error(
-                StatusCode::UNAUTHORIZED,
-                None,
-                jsonrpc::SERVER_ERROR,
-                "Unauthorized: a valid 'Authorization: Bearer <token>' header is required",
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Some(response);
-        }
-        None
+    /// The configuration this gateway runs with (the access rules in front of it are built
+    /// from the same one, see [`crate::access::Access::new`]).
+    pub fn config(&self) -> &ProxyConfig {
+        &self.inner.config
+    }
+
+    /// The events hook this gateway reports to.
+    pub fn events(&self) -> Arc<dyn ProxyEvents> {
+        Arc::clone(&self.inner.events)
     }
 
     async fn route<B>(&self, request: Request<B>) -> Outcome
@@ -234,9 +185,7 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        if let Some(response) = self.check_access(request.headers(), request.uri()) {
-            return Outcome::rejected(response);
-        }
+        // Host, Origin and token were checked in front of the gateway (crate::access).
         match *request.method() {
             Method::POST => self.post(request).await,
             Method::GET => {
@@ -273,69 +222,6 @@ impl Gateway {
                 Outcome::rejected(response)
             }
         }
-    }
-
-    fn host_allowed(&self, headers: &HeaderMap, uri: &http::Uri) -> bool {
-        // HTTP/1.1 sends Host; HTTP/2 sends :authority, which hyper puts in the URI.
-        let host = match headers.get(header::HOST) {
-            Some(value) => value.to_str().ok().map(str::to_owned),
-            None => uri
-                .authority()
-                .map(|authority| authority.as_str().to_owned()),
-        };
-        let Some(authority) = host.and_then(|host| host.parse::<http::uri::Authority>().ok())
-        else {
-            return false;
-        };
-        let name = authority.host().to_ascii_lowercase();
-        self.inner.allowed_hosts.contains(&name)
-    }
-
-    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
-        let mut origins = headers.get_all(header::ORIGIN).iter();
-        let Some(origin) = origins.next() else {
-            return true;
-        };
-        if origins.next().is_some() {
-            return false;
-        }
-        let Some(url) = origin
-            .to_str()
-            .ok()
-            .and_then(|text| url::Url::parse(text).ok())
-        else {
-            return false;
-        };
-        let serialized = url.origin().ascii_serialization();
-        let loopback = matches!(
-            url.host(),
-            Some(url::Host::Domain("localhost"))
-                | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
-                | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
-        ) && matches!(url.scheme(), "http" | "https");
-        loopback || self.inner.allowed_origins.contains(&serialized)
-    }
-
-    fn token_accepted(&self, headers: &HeaderMap) -> bool {
-        use secrecy::ExposeSecret;
-        let Some(expected) = &self.inner.config.bearer_token else {
-            return true;
-        };
-        let Some(presented) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-        else {
-            return false;
-        };
-        bool::from(
-            presented
-                .as_bytes()
-                .ct_eq(expected.expose_secret().as_bytes()),
-        )
     }
 
     async fn post<B>(&self, request: Request<B>) -> Outcome

@@ -6,6 +6,7 @@
 //! channels the binary feeds.
 //!
 //! # Layout
+//! - [`access`]: who may use the listener (Host, Origin, token, CORS), for every route on it.
 //! - [`gate`]: the gate state, the one decision function, and the local answer to a blocked call.
 //! - [`gateway`]: the Streamable HTTP gateway ([`gateway::Gateway::handle`] answers one request
 //!   on the MCP endpoint; mountable in any router).
@@ -17,6 +18,7 @@
 //! - [`stdio`]: the stdio bridge ([`stdio::run_stdio`]) for clients that launch a local process.
 //! - [`jsonrpc`]: the borrowed view of a POST body and local JSON-RPC error bodies.
 
+pub mod access;
 pub mod config;
 pub mod events;
 pub mod gate;

@@ -1,17 +1,22 @@
 //! Serving: accept connections on a bound listener (HTTP/1.1 and h2c), hand each request to a
 //! handler, and drain gracefully on shutdown.
 //!
-//! [`serve`] runs a [`Gateway`] alone. [`serve_with`] takes any handler, so the binary can put
-//! its own routes next to the MCP endpoint on one listener:
+//! [`serve`] runs a [`Gateway`] alone, behind the access rules of its configuration.
+//! [`serve_with`] takes any handler, so the binary can put its own routes next to the MCP
+//! endpoint on one listener (each route passing [`crate::access::Access`] first):
 //!
 //! ```no_run
+//! # use toolgate_proxy::access::Access;
 //! # use toolgate_proxy::gateway::{Gateway, not_found};
 //! # async fn example(listener: tokio::net::TcpListener, gateway: Gateway) {
+//! let access = Access::new(gateway.config());
 //! let router = move |request: http::Request<hyper::body::Incoming>| {
-//!     let gateway = gateway.clone();
+//!     let (gateway, access) = (gateway.clone(), access.clone());
 //!     async move {
 //!         match request.uri().path() {
-//!             path if path == gateway.mcp_path() => gateway.handle(request).await,
+//!             path if path == gateway.mcp_path() => {
+//!                 access.serve_mcp(request, |request| gateway.handle(request)).await
+//!             }
 //!             // "/healthz" => ..., "/connections" => ...
 //!             _ => not_found(),
 //!         }
@@ -40,6 +45,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Access;
 use crate::gateway::{Gateway, ProxyBody, not_found};
 
 /// How long a client may take to send its request headers (slow-loris protection).
@@ -53,11 +59,14 @@ pub async fn serve(
     drain_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    let access = Access::new(gateway.config()).with_events(gateway.events());
     let router = move |request: Request<Incoming>| {
-        let gateway = gateway.clone();
+        let (gateway, access) = (gateway.clone(), access.clone());
         async move {
             if request.uri().path() == gateway.mcp_path() {
-                gateway.handle(request).await
+                access
+                    .serve_mcp(request, |request| gateway.handle(request))
+                    .await
             } else {
                 not_found()
             }

@@ -149,11 +149,19 @@ pub fn forward_request_headers(client: &HeaderMap, target: &UpstreamTarget) -> H
 /// Copies an upstream response's end-to-end headers (`Content-Type`, `Mcp-Session-Id`,
 /// `Retry-After`, `Cache-Control`...) into `out`. `WWW-Authenticate` is dropped: the upstream's
 /// authentication is toolgate's business, and passing the challenge on would start an OAuth
-/// dance in the client against an origin it must not talk to.
+/// dance in the client against an origin it must not talk to. `Set-Cookie` and
+/// `Access-Control-*` are dropped because toolgate owns its origin: an upstream cookie would
+/// land on toolgate's origin (next to the pages' token cookie), and CORS is answered by
+/// `crate::access` alone.
 pub fn copy_response_headers(upstream: &HeaderMap, out: &mut HeaderMap) {
     let listed = connection_listed(upstream);
     for (name, value) in upstream {
-        if is_hop_by_hop(name) || listed.contains(name) || name == header::WWW_AUTHENTICATE {
+        if is_hop_by_hop(name)
+            || listed.contains(name)
+            || name == header::WWW_AUTHENTICATE
+            || name == header::SET_COOKIE
+            || name.as_str().starts_with("access-control-")
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -261,6 +269,8 @@ mod tests {
         upstream.insert("mcp-session-id", HeaderValue::from_static("s1"));
         upstream.insert("www-authenticate", HeaderValue::from_static("Bearer"));
         upstream.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        upstream.insert("set-cookie", HeaderValue::from_static("upstream=1; Path=/"));
+        upstream.insert("access-control-allow-origin", HeaderValue::from_static("*"));
         let mut out = HeaderMap::new();
         copy_response_headers(&upstream, &mut out);
         mark_unbuffered_if_sse(&mut out);
@@ -268,5 +278,7 @@ mod tests {
         assert_eq!(out["x-accel-buffering"], "no");
         assert!(!out.contains_key("www-authenticate"));
         assert!(!out.contains_key("transfer-encoding"));
+        assert!(!out.contains_key("set-cookie"));
+        assert!(!out.contains_key("access-control-allow-origin"));
     }
 }

@@ -633,7 +633,7 @@ async fn host_and_origin_are_validated() {
 async fn bearer_token_is_required_when_configured() {
     let harness = Harness::start(HarnessOptions {
         config: ProxyConfig {
-            bearer_token: Some("inbound-secret".to_owned().into()),
+            bearer_token: Some("inbound-secret-0123".to_owned().into()),
             ..ProxyConfig::default()
         },
         ..HarnessOptions::default()
@@ -644,7 +644,7 @@ async fn bearer_token_is_required_when_configured() {
         None,
         Some("Bearer wrong"),
         Some("Basic aW5ib3VuZC1zZWNyZXQ="),
-        Some("Bearer inbound-secre"),
+        Some("Bearer inbound-secret-012"),
     ] {
         let mut request = harness.post(list);
         if let Some(value) = presented {
@@ -655,7 +655,7 @@ async fn bearer_token_is_required_when_configured() {
     }
     let response = harness
         .post(list)
-        .header("Authorization", "bearer inbound-secret")
+        .header("Authorization", "bearer inbound-secret-0123")
         .send()
         .await
         .unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use toolgate_proxy::access::Access;
 use toolgate_proxy::config::{ProxyConfig, WaitMode};
 use toolgate_proxy::gateway::Gateway;
 
@@ -253,14 +254,10 @@ pub(crate) fn generic_app(
         Arc::clone(&tracker),
         gate_rx.clone(),
     ));
-    let guard = web::guard::Guard::new(
-        &proxy.allowed_hosts,
-        &proxy.allowed_origins,
-        proxy.bearer_token.clone(),
-    );
+    let access = Access::new(&proxy).with_events(events.clone());
     let gateway = Gateway::new(proxy, upstream_rx, gate_rx, events)?;
     let app = Arc::new(App {
-        guard,
+        access,
         status: status_rx,
         actions: tracker,
         metrics,
@@ -360,19 +357,17 @@ pub(crate) async fn bind(config: &Config) -> Result<Listening, String> {
 
 /// The routes (MCP + pages) for this wiring.
 pub(crate) fn app(config: &Config, wiring: &Wiring, metrics: Metrics) -> Result<Arc<App>, String> {
+    let proxy = proxy_config(config);
+    let access = Access::new(&proxy).with_events(wiring.events.clone());
     let gateway = Gateway::new(
-        proxy_config(config),
+        proxy,
         wiring.upstream_rx.clone(),
         wiring.gate_rx.clone(),
         wiring.events.clone(),
     )
     .map_err(|error| error.to_string())?;
     Ok(Arc::new(App {
-        guard: web::guard::Guard::new(
-            &config.allowed_hosts,
-            &config.allowed_origins,
-            config.token.clone(),
-        ),
+        access,
         status: wiring.status_rx.clone(),
         actions: wiring.actions.clone(),
         metrics,

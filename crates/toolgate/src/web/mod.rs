@@ -3,13 +3,17 @@
 //!
 //! | route | access | job |
 //! |---|---|---|
-//! | `GET /connections` | Host/Origin + token | the connections page |
+//! | the MCP path | Host/Origin + token, CORS | the proxy library's gateway |
+//! | `GET /connections` | Host/Origin + token (or cookie) | the connections page |
 //! | `GET /connections/disconnect?toolkit=` | Host/Origin + token | confirmation form |
 //! | `POST /connections/disconnect` | Host/Origin + token + CSRF | delete the connected account |
 //! | `GET /callback` | Host/Origin + token | where Composio sends the browser; a hint only |
 //! | `GET /healthz` | open | the process is alive |
 //! | `GET /readyz` | open | 200 once the upstream is known; gate state as JSON, no secrets |
 //! | `GET /metrics` | token | Prometheus text |
+//!
+//! The access column is one module, `toolgate_proxy::access`, asked with the route's
+//! [`Requirement`]; only the cookie and the `?token=` login are the pages' own ([`guard`]).
 //!
 //! `/healthz` and `/readyz` skip the Host check because orchestrator probes address the pod by
 //! IP; they reveal nothing secret. `/metrics` skips the Host check for the same reason (scrapers)
@@ -31,11 +35,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use toolgate_proxy::access::{Access, Refusal, Requirement};
 use toolgate_proxy::gateway::{Gateway, ProxyBody};
 
 use crate::metrics::Metrics;
 use crate::status::{StatusView, ToolkitStatus};
-use guard::{Guard, Refusal, TOKEN_COOKIE};
 use pages::CallbackOutcome;
 
 /// Response body type shared with the proxy library's gateway.
@@ -58,8 +62,8 @@ pub(crate) const CALLBACK_CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything the routes need.
 pub(crate) struct App {
-    /// Access rules for the pages.
-    pub(crate) guard: Guard,
+    /// The listener's access rules, for every route.
+    pub(crate) access: Access,
     /// The live status the pages render.
     pub(crate) status: watch::Receiver<StatusView>,
     /// Tracker actions (hint, disconnect).
@@ -125,6 +129,13 @@ fn redirect(location: &str) -> Response<Body> {
 
 fn refusal_response(refusal: Refusal) -> Response<Body> {
     match refusal {
+        Refusal::MalformedHost => html(
+            StatusCode::BAD_REQUEST,
+            pages::error(
+                "Bad request",
+                "The request needs one Host header (name[:port]).",
+            ),
+        ),
         Refusal::Host => html(
             StatusCode::FORBIDDEN,
             pages::error("Forbidden", "This Host is not allowed (see allowed_hosts)."),
@@ -163,7 +174,10 @@ impl App {
     pub(crate) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         // The MCP path first and without allocating: it is the hot path.
         if request.uri().path() == self.gateway.mcp_path() {
-            return self.gateway.handle(request).await;
+            return self
+                .access
+                .serve_mcp(request, |request| self.gateway.handle(request))
+                .await;
         }
         let started = Instant::now();
         let method = request.method().clone();
@@ -189,31 +203,37 @@ impl App {
             }
             (Method::GET | Method::HEAD, "/readyz") => self.readyz(),
             (Method::GET | Method::HEAD, "/metrics") => {
-                match self.guard.check_token(request.headers()) {
-                    Ok(()) => response(
+                let uri = request.uri();
+                match self
+                    .access
+                    .check(request.headers(), uri, Requirement::Token, None)
+                {
+                    Ok(_) => response(
                         StatusCode::OK,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         self.metrics.render(),
                     ),
-                    Err(refusal) => refusal_response(refusal),
+                    Err(denial) => refusal_response(denial.refusal),
                 }
             }
             (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
             (method, "/connections" | "/connections/disconnect" | "/callback") => {
-                if let Err(refusal) = self.guard.check_host_and_origin(request.headers()) {
-                    return refusal_response(refusal);
+                let (headers, uri) = (request.headers(), request.uri());
+                if let Err(denial) = self.access.check(headers, uri, Requirement::Site, None) {
+                    return refusal_response(denial.refusal);
                 }
-                let query = request.uri().query().map(str::to_owned);
+                let query = uri.query().map(str::to_owned);
                 // The one-time `?token=` login for browsers.
                 if method == Method::GET
                     && path == "/connections"
-                    && self.guard.has_token()
+                    && self.access.has_token()
                     && let Some(candidate) = query_param(query.as_deref(), "token")
                 {
                     return self.token_login(&candidate);
                 }
-                if let Err(refusal) = self.guard.check_token(request.headers()) {
-                    return refusal_response(refusal);
+                let cookie = guard::cookie_token(headers);
+                if let Err(denial) = self.access.check(headers, uri, Requirement::Full, cookie) {
+                    return refusal_response(denial.refusal);
                 }
                 match (method, path.as_str()) {
                     (Method::GET | Method::HEAD, "/connections") => {
@@ -239,12 +259,11 @@ impl App {
     }
 
     fn token_login(&self, candidate: &str) -> Response<Body> {
-        if !self.guard.token_matches(candidate) {
+        if !self.access.token_matches(candidate) {
             return refusal_response(Refusal::Token);
         }
         let mut response = redirect("/connections");
-        let cookie = format!("{TOKEN_COOKIE}={candidate}; Path=/; HttpOnly; SameSite=Lax");
-        if let Ok(value) = cookie.parse() {
+        if let Ok(value) = guard::login_cookie(candidate.trim()).parse() {
             response.headers_mut().insert(SET_COOKIE, value);
         }
         response

@@ -79,15 +79,20 @@ async fn start(token: Option<&str>, view: StatusView) -> Running {
     let (_gate_tx, gate_rx) = watch::channel(toolgate_proxy::gate::GateState::Starting {
         reason: "creating the Composio session".into(),
     });
+    let proxy_config = toolgate_proxy::config::ProxyConfig {
+        bearer_token: token.map(SecretString::from),
+        ..toolgate_proxy::config::ProxyConfig::default()
+    };
+    let access = Access::new(&proxy_config);
     let gateway = Gateway::new(
-        toolgate_proxy::config::ProxyConfig::default(),
+        proxy_config,
         upstream_rx,
         gate_rx,
         Arc::new(toolgate_proxy::events::NoEvents),
     )
     .unwrap();
     let app = Arc::new(App {
-        guard: Guard::new(&[], &[], token.map(SecretString::from)),
+        access,
         status: status_rx,
         actions: actions.clone(),
         metrics: Metrics::new(),
