@@ -5,6 +5,7 @@ mod binary_cli;
 mod binary_flow;
 mod binary_stdio;
 mod connect_terminal;
+mod cors;
 mod deploy_container;
 mod deploy_static;
 mod docs;
