@@ -39,6 +39,23 @@ fn png_facts(bytes: &[u8]) -> anyhow::Result<(u32, u32, usize)> {
     Ok((frame.width, frame.height, colours.len()))
 }
 
+/// How many pixels of a PNG are within a small distance of `colour`.
+fn pixels_near(bytes: &[u8], colour: (u8, u8, u8)) -> anyhow::Result<usize> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info()?;
+    let mut pixels = vec![0; reader.output_buffer_size().context("image too large")?];
+    let frame = reader.next_frame(&mut pixels)?;
+    let channels = frame.color_type.samples();
+    if frame.bit_depth != png::BitDepth::Eight || channels < 3 {
+        bail!("unexpected PNG format {:?}", frame.color_type);
+    }
+    let near = |a: u8, b: u8| a.abs_diff(b) <= 12;
+    Ok(pixels[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .filter(|p| near(p[0], colour.0) && near(p[1], colour.1) && near(p[2], colour.2))
+        .count())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_connects_a_toolkit() -> anyhow::Result<()> {
     let chromium = chromium()?;
@@ -46,12 +63,13 @@ async fn browser_connects_a_toolkit() -> anyhow::Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/browser_flow.mjs");
     let sandbox = sandbox()?;
     let mut env = composio_env(&sandbox, "browser-user");
-    env.push(("TOOLGATE_REQUIRE".into(), "gmail".into()));
+    env.push(("TOOLGATE_REQUIRE".into(), "gmail,github".into()));
     let mut gateway = Gateway::start(&[], &env).await?;
     gateway.wait_for_gate("closed").await?;
 
     let work = tempfile::tempdir()?;
     let screenshot = work.path().join("connections.png");
+    let logo_shot = work.path().join("gmail-logo.png");
     let profile = work.path().join("profile");
     let port_of = |url: &str| {
         url.rsplit(':')
@@ -71,6 +89,7 @@ async fn browser_connects_a_toolkit() -> anyhow::Result<()> {
         .arg(format!("{}/connections", gateway.base))
         .arg(&screenshot)
         .arg(&profile)
+        .arg(&logo_shot)
         .env("CHROMIUM", &chromium)
         .env("ALLOWED_PORTS", allowed_ports)
         .stdin(Stdio::null())
@@ -105,10 +124,30 @@ async fn browser_connects_a_toolkit() -> anyhow::Result<()> {
     );
     assert!(callback.contains("status=success"), "{seen}");
     assert_eq!(seen["callbackTitle"], "Connected", "{seen}");
+    assert_eq!(
+        seen["stillPending"],
+        serde_json::json!(["github"]),
+        "the callback names what is still pending: {seen}"
+    );
     assert_eq!(seen["finalStatus"], "connected", "{seen}");
     assert_eq!(seen["finalBadge"], "Connected", "{seen}");
     let (_, ready) = gateway.readyz().await?;
-    assert_eq!(ready["gate"], "open", "{ready}");
+    assert_eq!(ready["gate"], "closed", "github is still pending: {ready}");
+
+    // The logo is Composio's `meta.logo` (the sandbox's drawn Gmail mark), and it rendered.
+    assert_eq!(
+        seen["logo"]["src"],
+        format!("{}/_sandbox/logos/gmail.svg", sandbox.base_url()),
+        "{seen}"
+    );
+    assert_eq!(seen["logo"]["complete"], true, "{seen}");
+    assert!(seen["logo"]["naturalWidth"].as_u64() > Some(0), "{seen}");
+    let logo = std::fs::read(&logo_shot)?;
+    let red = pixels_near(&logo, (0xEA, 0x43, 0x35))?;
+    assert!(
+        red > 20,
+        "only {red} pixels of the Gmail mark's red: the logo did not render (letter fallback?)"
+    );
 
     let png = std::fs::read(&screenshot)?;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");

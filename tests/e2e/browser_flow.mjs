@@ -1,11 +1,12 @@
 // Drives Debian's headless Chromium through the connections flow with playwright-core:
 // open /connections, click Connect (gmail), click Allow on the sandbox's Connect Link page,
-// land on toolgate's /callback, go back and see Connected, take a screenshot.
+// land on toolgate's /callback (which names what is still pending), go back and see
+// Connected, take a screenshot of the page and one of the Gmail logo as rendered.
 //
-// Usage: node browser_flow.mjs <playwright-core dir> <connections URL> <screenshot path> <profile dir>
+// Usage: node browser_flow.mjs <playwright-core dir> <connections URL> <screenshot path> <profile dir> <logo screenshot path>
 // Prints one JSON line with what it saw; exits non-zero on any failure.
 
-const [, , playwrightDir, connectionsUrl, screenshotPath, profileDir] = process.argv;
+const [, , playwrightDir, connectionsUrl, screenshotPath, profileDir, logoPath] = process.argv;
 const { chromium } = await import(`${playwrightDir}/index.mjs`);
 
 const context = await chromium.launchPersistentContext(profileDir, {
@@ -32,6 +33,13 @@ try {
   await page.goto(connectionsUrl);
   seen.urls.push(page.url());
   seen.initialStatus = await page.getAttribute("#toolkit-gmail .badge", "data-status");
+  // The logo image loaded and decoded (a broken or blocked image has naturalWidth 0).
+  seen.logo = await page.$eval("#toolkit-gmail .logo img", (img) => ({
+    complete: img.complete,
+    naturalWidth: img.naturalWidth,
+    src: img.getAttribute("src"),
+  }));
+  await page.locator("#toolkit-gmail .logo").screenshot({ path: logoPath });
 
   await page.click("#connect-gmail");
   await page.waitForURL((url) => url.pathname.includes("/link/ln_"));
@@ -43,6 +51,7 @@ try {
   seen.urls.push(page.url());
   seen.callbackTitle = (await page.textContent("#callback-title"))?.trim();
   seen.callbackText = (await page.textContent("#callback"))?.trim();
+  seen.stillPending = await page.$$eval("ul.pending li", (items) => items.map((li) => li.dataset.toolkit));
 
   await page.click("#back");
   await page.waitForURL((url) => url.pathname === "/connections");

@@ -40,6 +40,7 @@ mod catalog;
 mod config;
 mod control;
 mod http;
+mod logos;
 mod mcp;
 mod pages;
 mod router;

@@ -20,7 +20,7 @@ use crate::http::{
 };
 use crate::mcp::{McpEndpoint, McpWorld, ResponseBody};
 use crate::store::{ProjectId, Store};
-use crate::{SandboxConfig, catalog, pages};
+use crate::{SandboxConfig, catalog, logos, pages};
 
 /// The error a request handler returns to make hyper drop the connection without an answer
 /// (an injected fault with status 0).
@@ -424,7 +424,7 @@ async fn control(
             Ok(response(
                 StatusCode::OK,
                 "image/svg+xml",
-                pages::logo_svg(toolkit.slug, toolkit.name),
+                logos::svg(toolkit),
             ))
         }
         _ => Err(ApiError::not_found(format!(

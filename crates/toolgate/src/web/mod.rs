@@ -416,14 +416,17 @@ impl App {
             });
             return html(
                 StatusCode::OK,
-                pages::callback(&CallbackOutcome::Failed { name }),
+                pages::callback(&CallbackOutcome::Failed { name }, &self.status.borrow()),
             );
         }
         let outcome = match account {
             Some(id) => self.wait_for_confirmation(&id).await,
             None => CallbackOutcome::Unconfirmed,
         };
-        html(StatusCode::OK, pages::callback(&outcome))
+        html(
+            StatusCode::OK,
+            pages::callback(&outcome, &self.status.borrow()),
+        )
     }
 
     /// Waits (bounded) until the tracker shows `account_id` connected.

@@ -46,8 +46,9 @@ main{max-width:760px;margin:40px auto;padding:0 20px}\
 h1{font-size:1.6rem;margin:0 0 4px}\
 p.sub{color:#5b6474;margin:0 0 24px}\
 .card{background:#fff;border:1px solid #dfe3ea;border-radius:10px;padding:16px 20px;margin:0 0 12px;display:flex;align-items:center;gap:16px}\
-.card img{width:40px;height:40px;border-radius:8px}\
-.logo{width:40px;height:40px;border-radius:8px;background:#e4e8f0;display:flex;align-items:center;justify-content:center;font-weight:700}\
+.logo{position:relative;flex:none;width:40px;height:40px;border-radius:8px;background:#e4e8f0;display:flex;align-items:center;justify-content:center;font-weight:700}\
+.logo img{position:absolute;inset:0;width:40px;height:40px;border-radius:8px;background:#fff}\
+ul.pending{margin:0 0 16px;padding-left:20px}\
 .info{flex:1}\
 .name{font-weight:600;font-size:1.05rem}\
 .detail{color:#5b6474;font-size:.9rem}\
@@ -106,13 +107,13 @@ fn status_key(status: ToolkitStatus) -> &'static str {
 }
 
 fn toolkit_card(toolkit: &ToolkitView) -> String {
-    let logo = match safe_url(toolkit.logo.as_deref()) {
-        Some(url) => format!("<img src=\"{}\" alt=\"\">", escape(url)),
-        None => format!(
-            "<div class=\"logo\">{}</div>",
-            escape(&toolkit.name.chars().next().unwrap_or('?').to_string())
-        ),
-    };
+    // The letter is always there, under the image: a logo that fails to load (offline,
+    // blocked) leaves the letter visible instead of a broken-image icon (no script needed).
+    let initial = escape(&toolkit.name.chars().next().unwrap_or('?').to_string());
+    let image = safe_url(toolkit.logo.as_deref())
+        .map(|url| format!("<img src=\"{}\" alt=\"\">", escape(url)))
+        .unwrap_or_default();
+    let logo = format!("<div class=\"logo\" aria-hidden=\"true\">{initial}{image}</div>");
     let mut detail = String::new();
     if let Some(account) = &toolkit.account_id {
         let _ = write!(detail, "account {}", escape(account));
@@ -239,14 +240,34 @@ pub(crate) enum CallbackOutcome {
     },
 }
 
-/// `/callback`: where Composio sends the browser after a Connect Link.
-pub(crate) fn callback(outcome: &CallbackOutcome) -> String {
-    let (title, banner, class, refresh) = match outcome {
+/// `/callback`: where Composio sends the browser after a Connect Link. `view` is the gate's
+/// current state, so the page can say what is still to connect.
+pub(crate) fn callback(outcome: &CallbackOutcome, view: &StatusView) -> String {
+    // The toolkit just confirmed may not have reached `view` yet; a failed one stays listed.
+    let just_named = match outcome {
+        CallbackOutcome::Connected { name } => Some(name.as_str()),
+        CallbackOutcome::Failed { .. } | CallbackOutcome::Unconfirmed => None,
+    };
+    let pending: Vec<&ToolkitView> = view
+        .toolkits
+        .iter()
+        .filter(|toolkit| !toolkit.status.is_connected())
+        .filter(|toolkit| Some(toolkit.name.as_str()) != just_named)
+        .collect();
+    let (title, banner, class) = match outcome {
+        CallbackOutcome::Connected { name } if pending.is_empty() => (
+            "Connected",
+            format!(
+                "{} is connected. Every required toolkit is connected now: tool calls pass. \
+                 You can close this tab or go back to your assistant.",
+                escape(name)
+            ),
+            "ok",
+        ),
         CallbackOutcome::Connected { name } => (
             "Connected",
-            format!("{} is connected. You can close this tab or go back to your assistant.", escape(name)),
+            format!("{} is connected.", escape(name)),
             "ok",
-            false,
         ),
         CallbackOutcome::Unconfirmed => (
             "Checking",
@@ -254,24 +275,44 @@ pub(crate) fn callback(outcome: &CallbackOutcome) -> String {
              The connections page shows the confirmed state."
                 .to_owned(),
             "warn",
-            false,
         ),
         CallbackOutcome::Failed { name } => (
             "Not connected",
             format!(
-                "{} was not connected (access was denied or the link failed). Open the connections \
-                 page to get a fresh link and try again.",
+                "{} was not connected (access was denied, or the link failed or expired). Open the \
+                 connections page to get a fresh link and try again.",
                 escape(name.as_deref().unwrap_or("The toolkit"))
             ),
             "err",
-            false,
         ),
     };
-    let body = format!(
-        "<h1 id=\"callback-title\">{title}</h1><div class=\"banner {class}\" id=\"callback\">{banner}</div>\
-         <p><a class=\"button primary\" id=\"back\" href=\"/connections\">Back to connections</a></p>"
+    let mut body = format!(
+        "<h1 id=\"callback-title\">{title}</h1><div class=\"banner {class}\" id=\"callback\">{banner}</div>"
     );
-    page(&format!("toolgate: {title}"), refresh, &body)
+    if !pending.is_empty() {
+        body.push_str(
+            "<p id=\"still-pending\">Still to connect (tool calls stay blocked until these are connected):</p><ul class=\"pending\">",
+        );
+        for toolkit in &pending {
+            let _ = write!(
+                body,
+                "<li data-toolkit=\"{}\">{}</li>",
+                escape(&toolkit.slug),
+                escape(&toolkit.name)
+            );
+        }
+        body.push_str("</ul>");
+    }
+    let back = if pending.is_empty() {
+        "Back to connections"
+    } else {
+        "Connect the others"
+    };
+    let _ = write!(
+        body,
+        "<p><a class=\"button primary\" id=\"back\" href=\"/connections\">{back}</a></p>"
+    );
+    page(&format!("toolgate: {title}"), false, &body)
 }
 
 /// A small error page (bad request, unknown toolkit, forbidden).
@@ -362,14 +403,46 @@ mod tests {
             CallbackOutcome::Unconfirmed,
             CallbackOutcome::Failed { name: None },
         ] {
-            let html = callback(&outcome);
+            let html = callback(&outcome, &view());
             assert!(html.contains("href=\"/connections\""), "{html}");
         }
+    }
+
+    #[test]
+    fn callback_page_names_what_is_still_pending() {
+        let mut both = view();
+        both.toolkits[1].name = "GitHub".into();
+        let gmail = CallbackOutcome::Connected {
+            name: "Gmail".into(),
+        };
+        let html = callback(&gmail, &both);
+        assert!(html.contains("Gmail is connected."), "{html}");
+        assert!(html.contains("id=\"still-pending\""), "{html}");
         assert!(
-            callback(&CallbackOutcome::Connected {
-                name: "Gmail".into()
-            })
-            .contains("Gmail is connected")
+            html.contains("<li data-toolkit=\"evil\">GitHub</li>"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("close this tab"),
+            "GitHub is still pending: {html}"
+        );
+        both.toolkits.truncate(1);
+        let html = callback(&gmail, &both);
+        assert!(html.contains("close this tab"), "{html}");
+        assert!(!html.contains("still-pending"), "{html}");
+    }
+
+    #[test]
+    fn logo_image_lies_over_its_letter() {
+        let html = connections(&view(), None);
+        assert!(
+            html.contains("<div class=\"logo\" aria-hidden=\"true\">G<img src=\"https://logos.example/gmail.svg\" alt=\"\"></div>"),
+            "{html}"
+        );
+        // A hostile logo URL is dropped; the letter stays.
+        assert!(
+            html.contains("<div class=\"logo\" aria-hidden=\"true\">&lt;</div>"),
+            "{html}"
         );
     }
 }
