@@ -9,6 +9,7 @@ mod cors;
 mod deploy_container;
 mod deploy_static;
 mod docs;
+mod docs_grafana;
 mod http_serve;
 mod sandbox;
 mod stdio_lifecycle;
