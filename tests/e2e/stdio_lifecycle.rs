@@ -120,7 +120,7 @@ async fn unreachable_upstream_gives_json_rpc_errors_with_ids() -> anyhow::Result
         init["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("cannot reach"),
+            .contains("could not connect"),
         "{init}"
     );
     child

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
+use crate::mcp::error::ErrorKind;
+
 /// What kind of JSON-RPC traffic a request carried, for low-cardinality metrics labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RequestKind {
@@ -42,17 +44,6 @@ pub struct RequestRecord<'a> {
     pub elapsed: Duration,
 }
 
-/// Why the upstream could not answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UpstreamErrorKind {
-    /// No TCP/TLS connection could be made (the client got 502).
-    Unreachable,
-    /// Connecting or waiting for response headers took too long (the client got 504).
-    Timeout,
-    /// Any other transport failure (the client got 502).
-    Other,
-}
-
 /// Hooks for the binary. All methods default to doing nothing.
 pub trait ProxyEvents: Send + Sync + 'static {
     /// A request was answered (the response head was sent or is about to be).
@@ -62,8 +53,9 @@ pub trait ProxyEvents: Send + Sync + 'static {
     fn call_blocked(&self, _tool: Option<&str>, _waited: Duration) {}
     /// A blocked `tools/call` is being held in wait mode.
     fn call_held(&self, _tool: Option<&str>) {}
-    /// The upstream could not be reached or did not answer in time.
-    fn upstream_error(&self, _kind: UpstreamErrorKind) {}
+    /// The upstream could not be reached, did not answer in time, or broke the connection
+    /// (`kind.label()` is a low-cardinality name for it: `unreachable`, `timeout`, `other`).
+    fn upstream_error(&self, _kind: &ErrorKind) {}
     /// The upstream refused toolgate's credentials (401/403). The binary should re-verify the
     /// session: the API key may have been revoked or the session expired.
     fn upstream_credentials_refused(&self, _status: StatusCode) {}

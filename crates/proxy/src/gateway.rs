@@ -15,19 +15,21 @@
 //! - A body that cannot be read unambiguously (invalid JSON, a non-string or duplicated
 //!   `method`, a batch element that is not an object) is answered locally and never
 //!   forwarded, so nothing can be smuggled past the gate.
-//! - Batches (2025-03-26): without a blocked `tools/call` the batch is forwarded unchanged.
-//!   With one, nothing in it is forwarded: the whole batch is answered locally with an array
-//!   holding the blocked answer for each `tools/call` and an "invalid request" error for every
-//!   other request asking the client to send it on its own. Splitting a batch and merging two
-//!   answer streams would be the only alternative, and batches disappeared in 2025-06-18.
-//!   Wait mode does not hold batches.
+//! - What the gate makes of a request is the [`crate::mcp::gatekeeper::Gatekeeper`]'s; this
+//!   face only frames it: a JSON body, or for a call held with a progress token an SSE stream
+//!   carrying the progress notifications and then the answer. Batches with a blocked call are
+//!   answered whole (splitting a batch and merging two answer streams would be the only
+//!   alternative, and batches disappeared in 2025-06-18).
 //! - The only per-session state is whether a session's client declared URL elicitation at
 //!   `initialize`, in a bounded map; losing it only changes the form of a blocked answer.
+//! - A body over the cap is read on and discarded up to [`DRAIN_LIMIT_FACTOR`] times the cap
+//!   before the 413 JSON-RPC error is sent, so a client still sending does not get a broken
+//!   pipe and loses nothing but that request.
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -35,19 +37,25 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{ConfigError, ProxyConfig, WaitMode};
-use crate::events::{ProxyEvents, RequestKind, RequestRecord, UpstreamErrorKind};
-use crate::gate::{BlockStyle, Decision, GateState, PendingToolkit, blocked_response, decide};
-use crate::jsonrpc::{self, Body as RpcBody, MessageView, RequestDetails};
+use crate::config::{ConfigError, ProxyConfig};
+use crate::events::{ProxyEvents, RequestKind, RequestRecord};
+use crate::gate::GateState;
+use crate::mcp::error::{ErrorKind, McpError};
+use crate::mcp::gatekeeper::{
+    BatchVerdict, Call, CallContext, ContextSource, Gatekeeper, Hold, HoldStep, Verdict,
+};
+use crate::mcp::message::{Body as RpcBody, Message, Params, parse_body};
+use crate::mcp::policy::AllPending;
 use crate::upstream::{
     ClientBuildError, UpstreamTarget, build_client, copy_response_headers, forward_request_headers,
     mark_unbuffered_if_sse, redacted_url,
 };
+
+mod review;
 
 /// The error type of [`ProxyBody`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,9 +68,12 @@ const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 const APPLICATION_JSON: &str = "application/json";
 const TEXT_EVENT_STREAM: &str = "text/event-stream";
-/// Largest plain-JSON upstream answer re-framed into a held call's SSE stream; beyond it the
-/// client gets an error event instead.
-const MAX_HELD_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// Largest upstream answer buffered whole: a plain-JSON answer re-framed into a held call's SSE
+/// stream, or an answer the tool policy reviews. Beyond it the client gets an error instead.
+const MAX_BUFFERED_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// An over-cap body is read and discarded up to this many times the cap before the 413 goes
+/// out; a client sending even more gets its connection closed.
+pub const DRAIN_LIMIT_FACTOR: usize = 16;
 
 /// Why a gateway could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +97,7 @@ struct Inner {
     config: ProxyConfig,
     client: reqwest::Client,
     upstream: watch::Receiver<Option<UpstreamTarget>>,
-    gate: watch::Receiver<GateState>,
+    keeper: Gatekeeper,
     events: Arc<dyn ProxyEvents>,
     url_elicitation_sessions: SessionSet,
 }
@@ -119,15 +130,24 @@ impl Outcome {
 
 impl Gateway {
     /// A gateway forwarding to whatever `upstream` holds (answering "not ready" while it holds
-    /// `None`), gated by `gate`, reporting to `events` (use [`crate::events::NoEvents`] for
-    /// none).
+    /// `None`), gated by `gate` with the default tool policy ([`AllPending`]) and the
+    /// configured wait mode, reporting to `events` (use [`crate::events::NoEvents`] for none).
     pub fn new(
         config: ProxyConfig,
         upstream: watch::Receiver<Option<UpstreamTarget>>,
         gate: watch::Receiver<GateState>,
         events: Arc<dyn ProxyEvents>,
     ) -> Result<Self, ProxyError> {
+        let keeper = Gatekeeper::new(gate, upstream, config.wait, Arc::new(AllPending), events);
+        Self::with_gatekeeper(config, keeper)
+    }
+
+    /// A gateway whose gate policy is `keeper` (which also holds the upstream, the tool policy
+    /// and the events hook); `config.wait` is not used, the gatekeeper's wait mode is.
+    pub fn with_gatekeeper(config: ProxyConfig, keeper: Gatekeeper) -> Result<Self, ProxyError> {
         config.validate()?;
+        let upstream = keeper.upstream();
+        let events = Arc::clone(keeper.events());
         let client = build_client(config.connect_timeout)?;
         let url_elicitation_sessions = SessionSet::new(config.elicitation_sessions_capacity);
         Ok(Self {
@@ -135,7 +155,7 @@ impl Gateway {
                 config,
                 client,
                 upstream,
-                gate,
+                keeper,
                 events,
                 url_elicitation_sessions,
             }),
@@ -210,12 +230,8 @@ impl Gateway {
                 }
             }
             _ => {
-                let mut response = json_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    None,
-                    jsonrpc::SERVER_ERROR,
-                    "Method not allowed: the MCP endpoint accepts POST, GET and DELETE",
-                );
+                let mut response =
+                    error_response(&McpError::new(None, ErrorKind::MethodNotAllowed));
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
@@ -231,54 +247,29 @@ impl Gateway {
     {
         let (parts, body) = request.into_parts();
         if !is_json_content_type(&parts.headers) {
-            return Outcome::rejected(json_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                None,
-                jsonrpc::SERVER_ERROR,
-                "Unsupported Media Type: POST bodies must be Content-Type: application/json",
-            ));
+            let error = McpError::new(None, ErrorKind::UnsupportedMediaType);
+            return Outcome::rejected(error_response(&error));
         }
-        let cap = self.inner.config.max_body_bytes;
-        let declared_length = parts
+        let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
-        if declared_length.is_some_and(|length| length > cap as u64) {
-            return Outcome::rejected(too_large(cap));
-        }
-        let bytes = match Limited::new(body, cap).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    return Outcome::rejected(too_large(cap));
-                }
-                return Outcome::rejected(json_error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    jsonrpc::SERVER_ERROR,
-                    "Bad Request: the request body could not be read",
-                ));
-            }
+        let bytes = match read_body(body, self.inner.config.max_body_bytes, declared).await {
+            Ok(bytes) => bytes,
+            Err(kind) => return Outcome::rejected(error_response(&McpError::new(None, kind))),
         };
-        let parsed = match jsonrpc::parse_body(&bytes) {
+        let parsed = match parse_body(&bytes) {
             Ok(parsed) => parsed,
-            Err(error) => {
-                return Outcome::rejected(json_error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    error.code(),
-                    &error.to_string(),
-                ));
-            }
+            Err(kind) => return Outcome::rejected(error_response(&McpError::new(None, kind))),
         };
         match parsed {
             RpcBody::Single(view) => self.post_single(&parts, &bytes, &view).await,
-            RpcBody::Batch(views) => self.post_batch(&parts, &bytes, &views).await,
+            RpcBody::Batch(elements) => self.post_batch(&parts, &bytes, &elements).await,
             RpcBody::Other => {
-                let response = match self.not_ready_reason() {
-                    Some(reason) => not_ready(None, &reason),
-                    None => self.forward(&parts, Some(bytes.clone()), None).await,
+                let response = match self.inner.keeper.ready_now() {
+                    Ok(_) => self.forward(&parts, Some(bytes.clone()), None).await,
+                    Err(kind) => error_response(&McpError::new(None, kind)),
                 };
                 Outcome {
                     response,
@@ -289,30 +280,28 @@ impl Gateway {
         }
     }
 
-    /// Why nothing can be forwarded right now, if that is the case.
-    fn not_ready_reason(&self) -> Option<String> {
-        if let GateState::Starting { reason } = &*self.inner.gate.borrow() {
-            return Some(reason.clone());
+    /// What the gatekeeper needs to know about the client of a blocked call.
+    fn call_context(&self, headers: &HeaderMap, params: &Params<'_>) -> CallContext {
+        let session = session_id(headers);
+        let version = params.meta_protocol_version().or_else(|| {
+            headers
+                .get(MCP_PROTOCOL_VERSION)
+                .and_then(|value| value.to_str().ok())
+        });
+        CallContext {
+            url_elicitation: params.declares_url_elicitation()
+                || session.is_some_and(|id| self.inner.url_elicitation_sessions.contains(id)),
+            protocol_version: version.map(str::to_owned),
+            progress: accepts(headers, TEXT_EVENT_STREAM),
+            channel: session.map(str::to_owned),
         }
-        if self.inner.upstream.borrow().is_none() {
-            return Some("the upstream MCP endpoint is not known yet".to_owned());
-        }
-        None
-    }
-
-    fn decision(&self, method: Option<&str>) -> Decision {
-        let decision = decide(&self.inner.gate.borrow(), method);
-        if decision == Decision::Forward && self.inner.upstream.borrow().is_none() {
-            return Decision::NotReady("the upstream MCP endpoint is not known yet".to_owned());
-        }
-        decision
     }
 
     async fn post_single(
         &self,
         parts: &http::request::Parts,
         bytes: &Bytes,
-        view: &MessageView<'_>,
+        view: &Message<'_>,
     ) -> Outcome {
         let kind = match view.method() {
             Some("tools/call") if view.id.is_some() => RequestKind::ToolsCall,
@@ -320,22 +309,7 @@ impl Gateway {
             _ => RequestKind::NotificationOrResponse,
         };
         let rpc_method = view.method().map(str::to_owned);
-        let response = match self.decision(view.method()) {
-            Decision::NotReady(reason) => not_ready(view.id, &reason),
-            Decision::Forward => {
-                let is_initialize = view.method() == Some("initialize");
-                let response = self.forward(parts, Some(bytes.clone()), view.id).await;
-                if is_initialize
-                    && response.status().is_success()
-                    && view.details().url_elicitation
-                    && let Some(session) = session_id(response.headers())
-                {
-                    self.inner.url_elicitation_sessions.insert(session);
-                }
-                response
-            }
-            Decision::Block(pending) => self.blocked(parts, bytes, view, pending).await,
-        };
+        let response = self.answer_single(parts, bytes, view).await;
         Outcome {
             response,
             kind,
@@ -343,153 +317,116 @@ impl Gateway {
         }
     }
 
-    async fn blocked(
+    async fn answer_single(
         &self,
         parts: &http::request::Parts,
         bytes: &Bytes,
-        view: &MessageView<'_>,
-        pending: Vec<PendingToolkit>,
+        view: &Message<'_>,
     ) -> Response<ProxyBody> {
-        let details = view.details();
-        let Some(id) = view.id else {
-            // A tools/call notification has nobody to answer; it is dropped, not forwarded.
-            self.inner
-                .events
-                .call_blocked(details.tool_name.as_deref(), Duration::ZERO);
-            return empty(StatusCode::ACCEPTED);
-        };
-        let WaitMode::Hold {
-            timeout,
-            progress_interval,
-        } = self.inner.config.wait
-        else {
-            self.inner
-                .events
-                .call_blocked(details.tool_name.as_deref(), Duration::ZERO);
-            return json_ok(self.blocked_answer(&parts.headers, id, &details, &pending));
-        };
-        self.inner.events.call_held(details.tool_name.as_deref());
-        let accepts_sse = accepts(&parts.headers, TEXT_EVENT_STREAM);
-        match (&details.progress_token, accepts_sse) {
-            (Some(token), true) => self.hold_with_progress(
-                HeldCall {
-                    parts: parts.clone(),
-                    body: bytes.clone(),
-                    id: id.to_owned(),
-                    details: details.clone(),
-                    token: token.clone(),
-                },
-                pending,
-                timeout,
-                progress_interval,
-            ),
-            _ => {
-                let started = Instant::now();
-                match self.wait_for_open(timeout).await {
-                    Ok(()) => self.forward(parts, Some(bytes.clone()), Some(id)).await,
-                    Err(Some(latest)) => {
-                        self.inner
-                            .events
-                            .call_blocked(details.tool_name.as_deref(), started.elapsed());
-                        json_ok(self.blocked_answer(&parts.headers, id, &details, &latest))
-                    }
-                    Err(None) => not_ready(Some(id), "toolgate is restarting its upstream"),
-                }
+        if let Err(kind) = self.inner.keeper.ready_now() {
+            return error_response(&McpError::new(view.id, kind));
+        }
+        if !view.is_tools_call() {
+            let response = self.forward(parts, Some(bytes.clone()), view.id).await;
+            if view.method() == Some("initialize")
+                && response.status().is_success()
+                && view.params().declares_url_elicitation()
+                && let Some(session) = session_id(response.headers())
+            {
+                self.inner.url_elicitation_sessions.insert(session);
             }
+            return response;
+        }
+        let verdict = self.inner.keeper.check_call(
+            bytes,
+            view,
+            &HttpContext {
+                gateway: self,
+                headers: &parts.headers,
+            },
+        );
+        match verdict {
+            Verdict::Forward => self.forward_call(parts, bytes, view).await,
+            Verdict::Drop => empty(StatusCode::ACCEPTED),
+            Verdict::Answer(answer) => json_ok(answer),
+            Verdict::Fail(error) => error_response(&error),
+            Verdict::Hold(hold) if hold.streams() => self.hold_with_progress(parts.clone(), hold),
+            Verdict::Hold(hold) => self.hold_quietly(parts, hold).await,
         }
     }
 
-    /// Waits until `tools/call` would be forwarded. `Err(Some(pending))` on timeout (with the
-    /// latest pending list), `Err(None)` if the gate went back to "starting".
-    async fn wait_for_open(&self, timeout: Duration) -> Result<(), Option<Vec<PendingToolkit>>> {
-        let mut gate = self.inner.gate.clone();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match self.decision(Some("tools/call")) {
-                Decision::Forward => return Ok(()),
-                Decision::NotReady(_) => return Err(None),
-                Decision::Block(pending) => {
-                    let changed = tokio::time::timeout_at(deadline, gate.changed()).await;
-                    match changed {
-                        Ok(Ok(())) => continue,
-                        // Timed out, or the gate's sender is gone (it will never open).
-                        Ok(Err(_)) | Err(_) => return Err(Some(pending)),
-                    }
-                }
-            }
-        }
-    }
-
-    fn blocked_answer(
+    /// Forwards a `tools/call` the gate lets through, reviewing its answer when the tool policy
+    /// asks to.
+    async fn forward_call(
         &self,
-        headers: &HeaderMap,
-        id: &RawValue,
-        details: &RequestDetails,
-        pending: &[PendingToolkit],
-    ) -> Vec<u8> {
-        let version = details.meta_protocol_version.as_deref().or_else(|| {
-            headers
-                .get(MCP_PROTOCOL_VERSION)
-                .and_then(|value| value.to_str().ok())
-        });
-        let url_capable = details.url_elicitation
-            || session_id(headers)
-                .is_some_and(|session| self.inner.url_elicitation_sessions.contains(session));
-        // An elicitation without a URL would tell the client nothing: fall back to the text.
-        let style = if url_capable && pending.iter().any(|toolkit| toolkit.connect_url.is_some()) {
-            BlockStyle::UrlElicitation
-        } else {
-            BlockStyle::ToolError
-        };
-        blocked_response(id, pending, style, version)
+        parts: &http::request::Parts,
+        bytes: &Bytes,
+        view: &Message<'_>,
+    ) -> Response<ProxyBody> {
+        let review = self.inner.keeper.review_for(
+            bytes,
+            view,
+            &HttpContext {
+                gateway: self,
+                headers: &parts.headers,
+            },
+        );
+        match review {
+            None => self.forward(parts, Some(bytes.clone()), view.id).await,
+            Some(call) => {
+                let response = self.forward(parts, Some(bytes.clone()), view.id).await;
+                review::reviewed(&self.inner.keeper, call, response).await
+            }
+        }
+    }
+
+    /// Forwards a held call once the gate let it through.
+    async fn forward_held(&self, parts: &http::request::Parts, call: &Call) -> Response<ProxyBody> {
+        match Message::parse(call.message()) {
+            Ok(view) => self.forward_call(parts, call.message(), &view).await,
+            // The bytes parsed when the call arrived; they cannot fail now.
+            Err(kind) => error_response(&McpError::new(Some(call.id()), kind)),
+        }
+    }
+
+    /// Wait mode without a stream to the client: the request stays open until the hold ends.
+    async fn hold_quietly(
+        &self,
+        parts: &http::request::Parts,
+        mut hold: Box<Hold>,
+    ) -> Response<ProxyBody> {
+        loop {
+            match hold.next().await {
+                // Nothing can carry these without a stream.
+                HoldStep::Progress(_) | HoldStep::Notify(_) => {}
+                HoldStep::Forward => return self.forward_held(parts, hold.call()).await,
+                HoldStep::Answer(answer) => return json_ok(answer),
+                HoldStep::Fail(error) => return error_response(&error),
+            }
+        }
     }
 
     async fn post_batch(
         &self,
         parts: &http::request::Parts,
         bytes: &Bytes,
-        views: &[MessageView<'_>],
+        elements: &[(&RawValue, Message<'_>)],
     ) -> Outcome {
-        let mut blocked = None;
-        for view in views {
-            match self.decision(view.method()) {
-                Decision::Forward => {}
-                Decision::NotReady(reason) => {
-                    return Outcome {
-                        response: not_ready(None, &reason),
-                        kind: RequestKind::Batch,
-                        rpc_method: None,
-                    };
+        let response = match self.inner.keeper.ready_now() {
+            Err(kind) => error_response(&McpError::new(None, kind)),
+            Ok(_) => {
+                let verdict = self.inner.keeper.check_batch(
+                    elements,
+                    &HttpContext {
+                        gateway: self,
+                        headers: &parts.headers,
+                    },
+                );
+                match verdict {
+                    BatchVerdict::Forward => self.forward(parts, Some(bytes.clone()), None).await,
+                    BatchVerdict::Answer(answers) => json_ok(answers),
+                    BatchVerdict::Fail(error) => error_response(&error),
                 }
-                Decision::Block(pending) => blocked = Some(pending),
-            }
-        }
-        let response = match blocked {
-            None => self.forward(parts, Some(bytes.clone()), None).await,
-            Some(pending) => {
-                let mut answers = Vec::new();
-                for view in views {
-                    let Some(id) = view.id.filter(|_| view.method.is_some()) else {
-                        continue;
-                    };
-                    if view.method() == Some("tools/call") {
-                        let details = view.details();
-                        self.inner
-                            .events
-                            .call_blocked(details.tool_name.as_deref(), Duration::ZERO);
-                        let answer = self.blocked_answer(&parts.headers, id, &details, &pending);
-                        answers
-                            .push(serde_json::from_slice::<Value>(&answer).unwrap_or(Value::Null));
-                    } else {
-                        answers.push(jsonrpc::error_value(
-                            Some(id),
-                            jsonrpc::INVALID_REQUEST,
-                            "Not forwarded: this batch contained a tools/call blocked by toolgate; \
-                             send this request on its own",
-                        ));
-                    }
-                }
-                json_ok(serde_json::to_vec(&answers).unwrap_or_default())
             }
         };
         Outcome {
@@ -500,8 +437,8 @@ impl Gateway {
     }
 
     async fn forward_bodyless<B>(&self, request: &Request<B>) -> Response<ProxyBody> {
-        if let Some(reason) = self.not_ready_reason() {
-            return not_ready(None, &reason);
+        if let Err(kind) = self.inner.keeper.ready_now() {
+            return error_response(&McpError::new(None, kind));
         }
         let (mut parts, ()) = Request::new(()).into_parts();
         parts.method = request.method().clone();
@@ -520,7 +457,7 @@ impl Gateway {
     ) -> Response<ProxyBody> {
         match self.send_upstream(parts, body).await {
             Ok(upstream) => self.relay(upstream, id),
-            Err(failure) => failure.into_response(id),
+            Err(kind) => error_response(&McpError::new(id, kind)),
         }
     }
 
@@ -528,11 +465,13 @@ impl Gateway {
         &self,
         parts: &http::request::Parts,
         body: Option<Bytes>,
-    ) -> Result<reqwest::Response, UpstreamFailure> {
-        let request = {
+    ) -> Result<reqwest::Response, ErrorKind> {
+        let (request, url) = {
             let target = self.inner.upstream.borrow();
             let Some(target) = target.as_ref() else {
-                return Err(UpstreamFailure::NotReady);
+                return Err(ErrorKind::NotReady {
+                    reason: "the upstream MCP endpoint is not known yet".to_owned(),
+                });
             };
             let headers = forward_request_headers(&parts.headers, target);
             let mut builder = self
@@ -543,37 +482,26 @@ impl Gateway {
             if let Some(body) = body {
                 builder = builder.body(body);
             }
-            builder
+            (builder, redacted_url(&target.url))
         };
         let send = request.send();
         let result = match self.inner.config.response_header_timeout {
             Some(limit) => match tokio::time::timeout(limit, send).await {
                 Ok(result) => result,
                 Err(_) => {
-                    self.inner.events.upstream_error(UpstreamErrorKind::Timeout);
-                    return Err(UpstreamFailure::Timeout);
+                    return Err(self.upstream_failed(ErrorKind::Timeout { url, source: None }));
                 }
             },
             None => send.await,
         };
-        result.map_err(|error| {
-            let kind = if error.is_timeout() {
-                UpstreamErrorKind::Timeout
-            } else if error.is_connect() {
-                UpstreamErrorKind::Unreachable
-            } else {
-                UpstreamErrorKind::Other
-            };
-            let url = error.url().map(redacted_url).unwrap_or_default();
-            // reqwest's Display may include the URL; log only the redacted form and the kind.
-            tracing::warn!(upstream = %url, ?kind, "upstream request failed");
-            self.inner.events.upstream_error(kind);
-            match kind {
-                UpstreamErrorKind::Timeout => UpstreamFailure::Timeout,
-                UpstreamErrorKind::Unreachable => UpstreamFailure::Unreachable,
-                UpstreamErrorKind::Other => UpstreamFailure::Other,
-            }
-        })
+        result.map_err(|error| self.upstream_failed(ErrorKind::from_transport(error, url)))
+    }
+
+    fn upstream_failed(&self, kind: ErrorKind) -> ErrorKind {
+        // The kind's Display names only the redacted URL; reqwest's own may include the query.
+        tracing::warn!(error = %kind, kind = kind.label(), "upstream request failed");
+        self.inner.events.upstream_error(&kind);
+        kind
     }
 
     /// The upstream's answer for the client: status, end-to-end headers and the body streamed
@@ -583,16 +511,7 @@ impl Gateway {
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             tracing::warn!(%status, "the upstream MCP server refused toolgate's credentials");
             self.inner.events.upstream_credentials_refused(status);
-            return json_error(
-                StatusCode::BAD_GATEWAY,
-                id,
-                jsonrpc::SERVER_ERROR,
-                &format!(
-                    "The upstream MCP server refused toolgate's credentials (HTTP {}); \
-                     toolgate will re-verify its session, retry shortly",
-                    status.as_u16()
-                ),
-            );
+            return error_response(&McpError::new(id, ErrorKind::CredentialsRefused { status }));
         }
         let upstream: http::Response<reqwest::Body> = upstream.into();
         let (upstream_parts, upstream_body) = upstream.into_parts();
@@ -605,21 +524,15 @@ impl Gateway {
 
     /// Wait mode with a progress token: answer at once with an SSE stream that carries progress
     /// notifications naming the links, then either the upstream's answer (once the gate opens)
-    /// or the blocked answer (on timeout).
+    /// or the local answer (at the wait bound).
     fn hold_with_progress(
         &self,
-        call: HeldCall,
-        pending: Vec<PendingToolkit>,
-        timeout: Duration,
-        progress_interval: Duration,
+        parts: http::request::Parts,
+        hold: Box<Hold>,
     ) -> Response<ProxyBody> {
         let (sender, receiver) = mpsc::channel::<Bytes>(8);
         let gateway = self.clone();
-        tokio::spawn(async move {
-            gateway
-                .run_held_call(call, pending, timeout, progress_interval, sender)
-                .await;
-        });
+        tokio::spawn(async move { gateway.run_held_call(parts, hold, sender).await });
         let stream = tokio_stream::wrappers::ReceiverStream::new(receiver)
             .map(|chunk| Ok::<_, BoxError>(Frame::data(chunk)));
         let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
@@ -635,155 +548,144 @@ impl Gateway {
 
     async fn run_held_call(
         &self,
-        call: HeldCall,
-        mut pending: Vec<PendingToolkit>,
-        timeout: Duration,
-        progress_interval: Duration,
+        parts: http::request::Parts,
+        mut hold: Box<Hold>,
         sender: mpsc::Sender<Bytes>,
     ) {
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut gate = self.inner.gate.clone();
-        let mut gate_alive = true;
-        let mut progress = 0u64;
-        loop {
-            progress += 1;
-            let note = progress_event(&call.token, progress, &pending);
-            if sender.send(note).await.is_err() {
-                return; // The client went away: nothing to forward, nothing to answer.
+        let last = loop {
+            let step = tokio::select! {
+                step = hold.next() => step,
+                // The client went away: nothing to forward, nothing to answer.
+                () = sender.closed() => return,
+            };
+            match step {
+                HoldStep::Progress(note) | HoldStep::Notify(note) => {
+                    if sender.send(sse_message(&note)).await.is_err() {
+                        return;
+                    }
+                }
+                HoldStep::Answer(answer) => break answer,
+                HoldStep::Fail(error) => break error.to_json(),
+                HoldStep::Forward => {
+                    let response = self.forward_held(&parts, hold.call()).await;
+                    return splice(response, hold.call().id(), sender).await;
+                }
             }
-            let next_note = tokio::time::Instant::now() + progress_interval;
+        };
+        let _ = sender.send(sse_message(&last)).await;
+    }
+}
+
+/// The [`ContextSource`] of a request on this face: its headers and the session it names.
+struct HttpContext<'a> {
+    gateway: &'a Gateway,
+    headers: &'a HeaderMap,
+}
+
+impl ContextSource for HttpContext<'_> {
+    fn context(&self, params: &Params<'_>) -> CallContext {
+        self.gateway.call_context(self.headers, params)
+    }
+}
+
+/// Streams `response` (the upstream's answer to a held call, or a local error) into the held
+/// call's SSE stream: an event stream frame by frame, a JSON-RPC body as one event, anything
+/// else as an error event naming the upstream status.
+async fn splice(response: Response<ProxyBody>, id: &RawValue, sender: mpsc::Sender<Bytes>) {
+    let status = response.status();
+    let is_sse = content_type_is(response.headers(), TEXT_EVENT_STREAM);
+    let mut body = response.into_body();
+    if status.is_success() && is_sse {
+        loop {
             tokio::select! {
-                changed = gate.changed(), if gate_alive => gate_alive = changed.is_ok(),
-                () = tokio::time::sleep_until(next_note.min(deadline)) => {}
+                frame = body.frame() => match frame {
+                    Some(Ok(frame)) => {
+                        if let Ok(chunk) = frame.into_data()
+                            && sender.send(chunk).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    _ => return,
+                },
                 () = sender.closed() => return,
             }
-            match self.decision(Some("tools/call")) {
-                Decision::Forward => break,
-                Decision::NotReady(reason) => {
-                    let answer = jsonrpc::error_response(
-                        Some(&call.id),
-                        jsonrpc::SERVER_ERROR,
-                        &format!("toolgate is not ready: {reason}"),
-                    );
-                    let _ = sender.send(sse_message(&answer)).await;
-                    return;
-                }
-                Decision::Block(latest) => pending = latest,
-            }
-            if tokio::time::Instant::now() >= deadline {
-                self.inner
-                    .events
-                    .call_blocked(call.details.tool_name.as_deref(), started.elapsed());
-                let answer =
-                    self.blocked_answer(&call.parts.headers, &call.id, &call.details, &pending);
-                let _ = sender.send(sse_message(&answer)).await;
-                return;
-            }
         }
-        // The gate opened: forward the call and splice the upstream's answer into our stream.
-        let upstream = match self
-            .send_upstream(&call.parts, Some(call.body.clone()))
-            .await
-        {
-            Ok(upstream) => upstream,
-            Err(failure) => {
-                let _ = sender
-                    .send(sse_message(&failure.body(Some(&call.id))))
-                    .await;
-                return;
-            }
+    }
+    // A JSON answer has to be whole to be re-framed as one SSE event; bound what is held.
+    let bytes = match collect_bounded(body, MAX_BUFFERED_ANSWER_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(kind) => Bytes::from(McpError::new(Some(id), kind).to_json()),
+    };
+    let is_json_rpc = Message::parse(&bytes).is_ok_and(|view| view.is_response());
+    let event = if is_json_rpc {
+        bytes.to_vec()
+    } else {
+        McpError::new(
+            Some(id),
+            ErrorKind::Status {
+                status,
+                body: bytes,
+            },
+        )
+        .to_json()
+    };
+    let _ = sender.send(sse_message(&event)).await;
+}
+
+/// Collects a response body up to `limit` bytes.
+async fn collect_bounded(mut body: ProxyBody, limit: usize) -> Result<Bytes, ErrorKind> {
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(ErrorKind::NoAnswer);
         };
-        let status = upstream.status();
-        let is_sse = upstream
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.trim_start().starts_with(TEXT_EVENT_STREAM));
-        if status.is_success() && is_sse {
-            let mut frames = upstream.bytes_stream();
-            loop {
-                tokio::select! {
-                    frame = frames.next() => match frame {
-                        Some(Ok(chunk)) => {
-                            if sender.send(chunk).await.is_err() {
-                                return;
-                            }
-                        }
-                        _ => return,
-                    },
-                    () = sender.closed() => return,
-                }
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(ErrorKind::AnswerTooLarge { limit });
             }
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            self.inner.events.upstream_credentials_refused(status);
-        }
-        // A JSON answer has to be whole to be re-framed as one SSE event; bound what is held.
-        let upstream: http::Response<reqwest::Body> = upstream.into();
-        let body = Limited::new(upstream.into_body(), MAX_HELD_ANSWER_BYTES)
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-            .unwrap_or_default();
-        // A JSON-RPC answer (a result, or the upstream's own error) is relayed as it is; anything
-        // else becomes an error naming the upstream status.
-        let relayed = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .filter(|value| value.get("jsonrpc").is_some())
-            .filter(|_| status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN)
-            .map(|_| body.to_vec())
-            .unwrap_or_else(|| {
-                jsonrpc::error_response(
-                    Some(&call.id),
-                    jsonrpc::SERVER_ERROR,
-                    &format!("The upstream MCP server answered HTTP {}", status.as_u16()),
-                )
-            });
-        let _ = sender.send(sse_message(&relayed)).await;
-    }
-}
-
-/// A `tools/call` held in wait mode, owned so the holding task can outlive the handler.
-struct HeldCall {
-    parts: http::request::Parts,
-    body: Bytes,
-    id: Box<RawValue>,
-    details: RequestDetails,
-    token: Value,
-}
-
-/// Why the upstream gave no answer.
-#[derive(Clone, Copy, Debug)]
-enum UpstreamFailure {
-    NotReady,
-    Unreachable,
-    Timeout,
-    Other,
-}
-
-impl UpstreamFailure {
-    fn status(self) -> StatusCode {
-        match self {
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unreachable | Self::Other => StatusCode::BAD_GATEWAY,
+            collected.extend_from_slice(&data);
         }
     }
+    Ok(collected.freeze())
+}
 
-    fn body(self, id: Option<&RawValue>) -> Vec<u8> {
-        let message = match self {
-            Self::NotReady => "toolgate is not ready: the upstream MCP endpoint is not known yet",
-            Self::Unreachable => "toolgate could not connect to the upstream MCP server",
-            Self::Timeout => "the upstream MCP server did not answer in time",
-            Self::Other => "the connection to the upstream MCP server failed",
+/// Reads a POST body up to `cap` bytes. A larger body is read on and discarded up to
+/// [`DRAIN_LIMIT_FACTOR`] times the cap, so the 413 reaches a client that is still sending
+/// (otherwise it gets a broken pipe and may drop its whole session); beyond that, or when the
+/// declared length is already beyond it, the answer goes out at once and the connection closes.
+async fn read_body<B>(body: B, cap: usize, declared: Option<u64>) -> Result<Bytes, ErrorKind>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let too_large = ErrorKind::TooLarge { limit: cap };
+    let drain_limit = cap.saturating_mul(DRAIN_LIMIT_FACTOR);
+    if declared.is_some_and(|length| length > drain_limit as u64) {
+        return Err(too_large);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0_usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| ErrorKind::BodyUnreadable(error.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
         };
-        jsonrpc::error_response(id, jsonrpc::SERVER_ERROR, message)
+        seen = seen.saturating_add(data.len());
+        if seen > drain_limit {
+            return Err(too_large);
+        }
+        if seen <= cap {
+            kept.extend_from_slice(&data);
+        } else if !kept.is_empty() {
+            kept = bytes::BytesMut::new();
+        }
     }
-
-    fn into_response(self, id: Option<&RawValue>) -> Response<ProxyBody> {
-        json_bytes(self.status(), self.body(id))
+    if seen > cap {
+        return Err(too_large);
     }
+    Ok(kept.freeze())
 }
 
 /// Session ids whose client declared URL elicitation, bounded: the oldest entry is forgotten
@@ -850,6 +752,13 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(APPLICATION_JSON))
 }
 
+fn content_type_is(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with(media_type))
+}
+
 fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -872,24 +781,6 @@ fn sse_message(json: &[u8]) -> Bytes {
     }
     event.push('\n');
     Bytes::from(event)
-}
-
-fn progress_event(token: &Value, progress: u64, pending: &[PendingToolkit]) -> Bytes {
-    let mut message = String::from("Waiting for the user to connect");
-    for (index, toolkit) in pending.iter().enumerate() {
-        message.push_str(if index == 0 { " " } else { "; " });
-        message.push_str(&toolkit.name);
-        if let Some(url) = &toolkit.connect_url {
-            message.push_str(": ");
-            message.push_str(url);
-        }
-    }
-    let note = json!({
-        "jsonrpc": "2.0",
-        "method": "notifications/progress",
-        "params": { "progressToken": token, "progress": progress, "message": message },
-    });
-    sse_message(&serde_json::to_vec(&note).unwrap_or_default())
 }
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {
@@ -918,35 +809,15 @@ fn json_ok(body: Vec<u8>) -> Response<ProxyBody> {
     json_bytes(StatusCode::OK, body)
 }
 
-/// A local JSON-RPC error answer with `status`.
-pub(crate) fn json_error(
-    status: StatusCode,
-    id: Option<&RawValue>,
-    code: i64,
-    message: &str,
-) -> Response<ProxyBody> {
-    json_bytes(status, jsonrpc::error_response(id, code, message))
-}
-
-fn too_large(cap: usize) -> Response<ProxyBody> {
-    json_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        None,
-        jsonrpc::SERVER_ERROR,
-        &format!("Payload Too Large: the request body exceeds {cap} bytes"),
-    )
-}
-
-fn not_ready(id: Option<&RawValue>, reason: &str) -> Response<ProxyBody> {
-    let mut response = json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        id,
-        jsonrpc::SERVER_ERROR,
-        &format!("toolgate is not ready: {reason}"),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+/// The HTTP answer for a local error: its status and its JSON-RPC body (`Retry-After` when
+/// toolgate is not ready yet).
+pub(crate) fn error_response(error: &McpError) -> Response<ProxyBody> {
+    let mut response = json_bytes(error.kind.http_status(), error.to_json());
+    if matches!(error.kind, ErrorKind::NotReady { .. }) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 

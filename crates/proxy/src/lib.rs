@@ -7,7 +7,9 @@
 //!
 //! # Layout
 //! - [`access`]: who may use the listener (Host, Origin, token, CORS), for every route on it.
-//! - [`gate`]: the gate state, the one decision function, and the local answer to a blocked call.
+//! - [`mcp`]: the MCP core both faces share: the message view, the error type, the gate
+//!   policy ([`mcp::gatekeeper::Gatekeeper`]) and the tool policy trait.
+//! - [`gate`]: the gate state the binary feeds.
 //! - [`gateway`]: the Streamable HTTP gateway ([`gateway::Gateway::handle`] answers one request
 //!   on the MCP endpoint; mountable in any router).
 //! - [`server`]: accepting connections and graceful drain ([`server::serve`], [`server::serve_with`]).
@@ -16,7 +18,6 @@
 //! - [`upstream`]: the upstream target, the shared HTTP client, header forwarding rules.
 //! - [`header_args`]: `--header 'Name: value'` / header-file parsing with `${VAR}` expansion.
 //! - [`stdio`]: the stdio bridge ([`stdio::run_stdio`]) for clients that launch a local process.
-//! - [`jsonrpc`]: the borrowed view of a POST body and local JSON-RPC error bodies.
 
 pub mod access;
 pub mod config;
@@ -24,7 +25,7 @@ pub mod events;
 pub mod gate;
 pub mod gateway;
 pub mod header_args;
-pub mod jsonrpc;
+pub mod mcp;
 pub mod server;
 pub mod stdio;
 pub mod upstream;

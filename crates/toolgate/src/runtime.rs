@@ -16,7 +16,7 @@ use http::StatusCode;
 use secrecy::SecretString;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use toolgate_proxy::events::{ProxyEvents, RequestKind, RequestRecord, UpstreamErrorKind};
+use toolgate_proxy::events::{ProxyEvents, RequestKind, RequestRecord};
 use toolgate_proxy::gate::{GateState, PendingToolkit};
 use toolgate_proxy::upstream::UpstreamTarget;
 use toolgate_session::{
@@ -168,12 +168,8 @@ impl ProxyEvents for GatewayEvents {
         );
     }
 
-    fn upstream_error(&self, kind: UpstreamErrorKind) {
-        self.metrics.upstream_error(match kind {
-            UpstreamErrorKind::Unreachable => "unreachable",
-            UpstreamErrorKind::Timeout => "timeout",
-            UpstreamErrorKind::Other => "other",
-        });
+    fn upstream_error(&self, kind: &toolgate_proxy::mcp::error::ErrorKind) {
+        self.metrics.upstream_error(kind.label());
     }
 
     fn upstream_credentials_refused(&self, status: StatusCode) {
@@ -274,7 +270,7 @@ pub(crate) fn start(
 ) -> anyhow::Result<Wiring> {
     let (upstream_tx, upstream_rx) = watch::channel(None);
     let (gate_tx, gate_rx) = watch::channel(GateState::Starting {
-        reason: "toolgate is creating the Composio session".to_owned(),
+        reason: "creating the Composio session".to_owned(),
     });
     let (status_tx, status_rx) = watch::channel(StatusView {
         mode: config.mode().to_string(),
@@ -369,7 +365,7 @@ struct Senders {
 impl Senders {
     fn not_ready(&self, reason: String, error: Option<String>) {
         self.gate_tx.send_replace(GateState::Starting {
-            reason: format!("toolgate is not ready: {reason}"),
+            reason: reason.clone(),
         });
         self.status_tx.send_modify(|view| {
             view.ready = false;

@@ -19,13 +19,11 @@ use tokio::sync::{mpsc, watch};
 use url::Url;
 
 use super::StdioConfig;
-use super::message::{
-    self, INTERNAL_ERROR, MessageView, UPSTREAM_UNAVAILABLE, error_response, same_id,
-};
 use super::sse::SseParser;
-use crate::config::WaitMode;
-use crate::events::{ProxyEvents, RequestKind, RequestRecord, UpstreamErrorKind};
-use crate::gate::{self, BlockStyle, Decision, GateState, PendingToolkit};
+use crate::events::{ProxyEvents, RequestKind, RequestRecord};
+use crate::mcp::error::{ErrorKind, McpError};
+use crate::mcp::gatekeeper::{Call, CallContext, Gatekeeper, HoldStep, Verdict};
+use crate::mcp::message::{self, Message, same_id};
 use crate::upstream::{UpstreamTarget, redacted_url};
 
 /// `Accept` on every POST: the upstream may answer with JSON or an SSE stream.
@@ -46,8 +44,6 @@ pub(crate) struct ClientRequest {
     pub(crate) method: String,
     /// `params.name` / `params.uri`, for the `Mcp-Name` header and the events hook.
     pub(crate) name: Option<String>,
-    /// `params._meta.progressToken`, for progress while a blocked call is held.
-    pub(crate) progress_token: Option<Box<RawValue>>,
     /// 2026-07-28: `_meta` protocol version of this request.
     pub(crate) meta_protocol_version: Option<String>,
     /// The request (its `_meta` on 2026-07-28, or `params.capabilities` on `initialize`)
@@ -64,132 +60,28 @@ pub(crate) struct ClientNotice {
     pub(crate) method: Option<String>,
 }
 
-/// Why a request could not be answered by the upstream.
-#[derive(Debug)]
-enum Failure {
-    /// There is no upstream yet (or the gateway is still starting).
-    NotReady(String),
-    /// No connection to the upstream could be made.
-    Unreachable,
-    /// Connecting to the upstream timed out.
-    Timeout,
-    /// Any other transport failure (e.g. the connection broke mid-response).
-    Transport,
-    /// The upstream refused toolgate's credentials.
-    CredentialsRefused(StatusCode),
-    /// The upstream answered with an HTTP error.
-    Status {
-        /// The upstream's status.
-        status: StatusCode,
-        /// The start of its body (a JSON-RPC error is passed on to the caller).
-        body: Bytes,
-    },
-    /// The upstream ended the answer stream without answering and it could not be resumed.
-    NoAnswer,
-    /// The upstream's answer is larger than `max_message_bytes`.
-    TooLarge(usize),
-    /// The session was lost and the client never sent an `initialize` to replay.
-    SessionLost,
-    /// stdout is gone: nobody is left to answer.
-    OutputClosed,
+/// A transport failure talking to `target`, classified.
+fn transport(error: reqwest::Error, target: &UpstreamTarget) -> ErrorKind {
+    ErrorKind::from_transport(error, redacted_url(&target.url))
 }
 
-impl Failure {
-    fn from_reqwest(error: &reqwest::Error) -> Self {
-        if error.is_timeout() {
-            Self::Timeout
-        } else if error.is_connect() {
-            Self::Unreachable
-        } else {
-            Self::Transport
-        }
-    }
+/// What the gate made of a `tools/call`.
+enum Gated {
+    /// Forward it.
+    Forward,
+    /// It was answered locally.
+    Answered,
+}
 
-    /// The status recorded for metrics: what an HTTP client would have seen.
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Status { status, .. } => *status,
-            Self::Unreachable
-            | Self::Transport
-            | Self::CredentialsRefused(_)
-            | Self::NoAnswer
-            | Self::TooLarge(_)
-            | Self::SessionLost
-            | Self::OutputClosed => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    /// The JSON-RPC answer the client gets instead of the upstream's.
-    fn response(&self, id: &RawValue, url: Option<&Url>) -> Vec<u8> {
-        let shown = url.map(redacted_url).unwrap_or_default();
-        match self {
-            Self::NotReady(reason) => error_response(
-                Some(id),
-                UPSTREAM_UNAVAILABLE,
-                &format!("toolgate is not connected to its upstream MCP server yet: {reason}"),
-                None,
-            ),
-            Self::Unreachable => error_response(
-                Some(id),
-                UPSTREAM_UNAVAILABLE,
-                &format!("toolgate cannot reach the upstream MCP server at {shown}"),
-                None,
-            ),
-            Self::Timeout => error_response(
-                Some(id),
-                UPSTREAM_UNAVAILABLE,
-                &format!("toolgate timed out connecting to the upstream MCP server at {shown}"),
-                None,
-            ),
-            Self::Transport => error_response(
-                Some(id),
-                UPSTREAM_UNAVAILABLE,
-                &format!("the connection to the upstream MCP server at {shown} failed"),
-                None,
-            ),
-            Self::CredentialsRefused(status) => error_response(
-                Some(id),
-                UPSTREAM_UNAVAILABLE,
-                &format!(
-                    "the upstream MCP server refused toolgate's credentials (HTTP {})",
-                    status.as_u16()
-                ),
-                None,
-            ),
-            Self::Status { status, body } => {
-                message::readdressed_error(id, body).unwrap_or_else(|| {
-                    let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-                    error_response(
-                        Some(id),
-                        INTERNAL_ERROR,
-                        &format!("the upstream MCP server answered HTTP {}", status.as_u16()),
-                        Some(serde_json::json!({ "status": status.as_u16(), "body": text })),
-                    )
-                })
-            }
-            Self::NoAnswer => error_response(
-                Some(id),
-                INTERNAL_ERROR,
-                "the upstream MCP server ended its response without answering this request",
-                None,
-            ),
-            Self::TooLarge(limit) => error_response(
-                Some(id),
-                INTERNAL_ERROR,
-                &format!("the upstream's answer is larger than toolgate's limit of {limit} bytes"),
-                None,
-            ),
-            Self::SessionLost => error_response(
-                Some(id),
-                INTERNAL_ERROR,
-                "the upstream MCP server forgot the session and the client never initialized one",
-                None,
-            ),
-            Self::OutputClosed => Vec::new(),
-        }
-    }
+/// What a relayed answer stream is awaited for.
+#[derive(Clone, Copy)]
+struct Awaited<'a> {
+    /// The caller's id.
+    id: &'a RawValue,
+    /// The request is the client's `initialize` (its answer names the protocol version).
+    is_initialize: bool,
+    /// The tool policy reviews this call's answer before the client sees it.
+    review: Option<&'a Call>,
 }
 
 /// The upstream MCP session this bridge owns on the client's behalf.
@@ -248,8 +140,8 @@ pub(crate) struct Bridge {
     http: reqwest::Client,
     /// Where MCP traffic goes; `None` until known.
     upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
-    /// The gate every `tools/call` consults.
-    gate_rx: watch::Receiver<GateState>,
+    /// The gate policy every `tools/call` goes through.
+    keeper: Gatekeeper,
     /// Metrics and re-verification hooks.
     events: Arc<dyn ProxyEvents>,
     /// Lines for the writer task; the only way anything reaches stdout.
@@ -284,17 +176,15 @@ impl Bridge {
     pub(crate) fn new(
         config: StdioConfig,
         http: reqwest::Client,
-        upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
-        gate_rx: watch::Receiver<GateState>,
-        events: Arc<dyn ProxyEvents>,
+        keeper: Gatekeeper,
         out: mpsc::Sender<Vec<u8>>,
     ) -> Self {
         Self {
             config,
             http,
-            upstream_rx,
-            gate_rx,
-            events,
+            upstream_rx: keeper.upstream(),
+            events: Arc::clone(keeper.events()),
+            keeper,
             out,
             session: Mutex::new(Session::default()),
             reinit: tokio::sync::Mutex::new(()),
@@ -302,6 +192,11 @@ impl Bridge {
             request_done: tokio::sync::Notify::new(),
             initializing: Arc::new(tokio::sync::RwLock::new(())),
         }
+    }
+
+    /// The gate policy of this bridge.
+    pub(crate) fn keeper(&self) -> &Gatekeeper {
+        &self.keeper
     }
 
     /// Queues one line for stdout.
@@ -388,22 +283,7 @@ impl Bridge {
         drop(initialize_guard);
         let status = match outcome {
             Ok(status) => status,
-            Err((failure, url)) => {
-                match &failure {
-                    Failure::Unreachable => {
-                        self.events.upstream_error(UpstreamErrorKind::Unreachable)
-                    }
-                    Failure::Timeout => self.events.upstream_error(UpstreamErrorKind::Timeout),
-                    Failure::Transport => self.events.upstream_error(UpstreamErrorKind::Other),
-                    Failure::CredentialsRefused(status) => {
-                        self.events.upstream_credentials_refused(*status);
-                    }
-                    _ => {}
-                }
-                tracing::warn!(method = %request.method, ?failure, "request failed");
-                let _ = self.emit(failure.response(&request.id, url.as_ref())).await;
-                failure.status()
-            }
+            Err(kind) => self.failed(&request, kind).await,
         };
         let kind = if request.method == "tools/call" {
             RequestKind::ToolsCall
@@ -420,147 +300,107 @@ impl Bridge {
         self.untrack(&key, seq);
     }
 
-    async fn answer(
-        self: &Arc<Self>,
-        request: &ClientRequest,
-    ) -> Result<StatusCode, (Failure, Option<Url>)> {
-        let target = self
-            .ready_target()
-            .await
-            .map_err(|reason| (Failure::NotReady(reason), None))?;
-        if request.method == "tools/call" {
-            let decision = gate::decide(&self.gate_rx.borrow(), Some("tools/call"));
-            match decision {
-                Decision::Forward => {}
-                Decision::NotReady(reason) => return Err((Failure::NotReady(reason), None)),
-                Decision::Block(pending) => {
-                    if !self.hold_blocked_call(request, pending).await {
-                        return Ok(StatusCode::OK);
-                    }
-                }
+    /// Reports a failed request and answers it with its error; returns the status recorded.
+    async fn failed(&self, request: &ClientRequest, kind: ErrorKind) -> StatusCode {
+        match &kind {
+            ErrorKind::Unreachable { .. }
+            | ErrorKind::Timeout { .. }
+            | ErrorKind::Transport { .. } => {
+                self.events.upstream_error(&kind);
             }
+            ErrorKind::CredentialsRefused { status } => {
+                self.events.upstream_credentials_refused(*status);
+            }
+            _ => {}
         }
-        // The target may have changed while the call was held.
-        let target = match self.upstream_rx.borrow().clone() {
-            Some(current) => current,
-            None => target,
-        };
-        let url = target.url.clone();
-        self.forward_request(&target, request)
-            .await
-            .map_err(|failure| (failure, Some(url)))
+        tracing::warn!(method = %request.method, error = %kind, "request failed");
+        let status = kind.http_status();
+        if !matches!(kind, ErrorKind::ClientGone) {
+            let error = McpError::new(Some(&request.id), kind);
+            let _ = self.emit(error.to_json()).await;
+        }
+        status
     }
 
-    /// Waits (bounded by `upstream_wait`) until there is an upstream and the gate has left
-    /// `Starting`; the error is the reason shown to the client.
-    async fn ready_target(&self) -> Result<UpstreamTarget, String> {
-        // The common case, without arming a timer.
-        let starting = matches!(*self.gate_rx.borrow(), GateState::Starting { .. });
-        let current = self.upstream_rx.borrow().clone();
-        if let (false, Some(target)) = (starting, current) {
-            return Ok(target);
-        }
-        let mut upstream_rx = self.upstream_rx.clone();
-        let mut gate_rx = self.gate_rx.clone();
-        let deadline = tokio::time::sleep(self.config.upstream_wait);
-        tokio::pin!(deadline);
-        loop {
-            let starting = match &*gate_rx.borrow_and_update() {
-                GateState::Starting { reason } => Some(reason.clone()),
-                _ => None,
-            };
-            let target = upstream_rx.borrow_and_update().clone();
-            let reason = match (target, starting) {
-                (Some(target), None) => return Ok(target),
-                (_, Some(reason)) => reason,
-                (None, None) => "no upstream MCP endpoint is known yet".to_owned(),
-            };
-            tokio::select! {
-                changed = upstream_rx.changed() => if changed.is_err() { return Err(reason) },
-                changed = gate_rx.changed() => if changed.is_err() { return Err(reason) },
-                () = &mut deadline => return Err(reason),
+    async fn answer(self: &Arc<Self>, request: &ClientRequest) -> Result<StatusCode, ErrorKind> {
+        let target = self.keeper.ready_within(self.config.upstream_wait).await?;
+        let review = if request.method == "tools/call" {
+            match self.gate_call(request).await? {
+                (Gated::Answered, _) => return Ok(StatusCode::OK),
+                (Gated::Forward, review) => review,
             }
-        }
-    }
-
-    /// Handles a `tools/call` the gate blocks. Returns `true` when the gate opened while the
-    /// call was held (forward it now), `false` when the call was answered locally.
-    async fn hold_blocked_call(
-        &self,
-        request: &ClientRequest,
-        pending: Vec<PendingToolkit>,
-    ) -> bool {
-        let started = Instant::now();
-        let (timeout, progress_interval) = match self.config.wait {
-            WaitMode::Off => {
-                self.answer_blocked(request, &pending).await;
-                self.events
-                    .call_blocked(request.name.as_deref(), Duration::ZERO);
-                return false;
-            }
-            WaitMode::Hold {
-                timeout,
-                progress_interval,
-            } => (timeout, progress_interval),
-        };
-        self.events.call_held(request.name.as_deref());
-        let mut gate_rx = self.gate_rx.clone();
-        gate_rx.borrow_and_update();
-        let mut pending = pending;
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(progress_interval.max(Duration::from_millis(10)));
-        let mut progress = 0_u64;
-        loop {
-            tokio::select! {
-                () = &mut deadline => break,
-                _ = ticker.tick(), if request.progress_token.is_some() => {
-                    if let Some(token) = &request.progress_token {
-                        progress += 1;
-                        let text = waiting_text(&pending);
-                        let _ = self.emit(message::progress_notification(token, progress, &text)).await;
-                    }
-                }
-                changed = gate_rx.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let decision = gate::decide(&gate_rx.borrow_and_update(), Some("tools/call"));
-                    match decision {
-                        Decision::Forward => return true,
-                        Decision::Block(now) => pending = now,
-                        Decision::NotReady(_) => {}
-                    }
-                }
-            }
-        }
-        self.answer_blocked(request, &pending).await;
-        self.events
-            .call_blocked(request.name.as_deref(), started.elapsed());
-        false
-    }
-
-    async fn answer_blocked(&self, request: &ClientRequest, pending: &[PendingToolkit]) {
-        let (session_url_elicitation, session_version) = {
-            let session = lock(&self.session);
-            (session.url_elicitation, session.protocol_version.clone())
-        };
-        let style = if request.declares_url_elicitation || session_url_elicitation {
-            BlockStyle::UrlElicitation
         } else {
-            BlockStyle::ToolError
+            None
         };
-        let version = request
-            .meta_protocol_version
-            .as_deref()
-            .or(session_version.as_deref());
-        tracing::info!(
-            tool = request.name.as_deref().unwrap_or(""),
-            "tools/call blocked by the gate"
-        );
-        let _ = self
-            .emit(gate::blocked_response(&request.id, pending, style, version))
-            .await;
+        // The target may have changed while the call was held.
+        let target = self.upstream_rx.borrow().clone().unwrap_or(target);
+        self.forward_request(&target, request, review.as_ref())
+            .await
+    }
+
+    /// What the gatekeeper needs to know about this client for `request`.
+    fn call_context(&self, request: &ClientRequest) -> CallContext {
+        let session = lock(&self.session);
+        CallContext {
+            url_elicitation: request.declares_url_elicitation || session.url_elicitation,
+            protocol_version: request
+                .meta_protocol_version
+                .clone()
+                .or_else(|| session.protocol_version.clone()),
+            // stdout is one stream: progress and completions always have a way to the client.
+            progress: true,
+            channel: None,
+        }
+    }
+
+    /// Puts a `tools/call` through the gate: answered locally, or to forward (with the call to
+    /// review when the tool policy wants its result).
+    async fn gate_call(&self, request: &ClientRequest) -> Result<(Gated, Option<Call>), ErrorKind> {
+        let context = self.call_context(request);
+        let (verdict, review) = match Message::parse(&request.line) {
+            Ok(view) => (
+                self.keeper.check_call(&request.line, &view, &context),
+                self.keeper.review_for(&request.line, &view, &context),
+            ),
+            // Parsed once already at dispatch: cannot fail.
+            Err(kind) => return Err(kind),
+        };
+        let gated = match verdict {
+            Verdict::Forward => Gated::Forward,
+            Verdict::Drop => Gated::Answered,
+            Verdict::Answer(answer) => {
+                let _ = self.emit(answer).await;
+                Gated::Answered
+            }
+            Verdict::Fail(error) => return Err(error.kind),
+            Verdict::Hold(mut hold) => loop {
+                match hold.next().await {
+                    HoldStep::Progress(note) | HoldStep::Notify(note) => {
+                        let _ = self.emit(note).await;
+                    }
+                    HoldStep::Forward => break Gated::Forward,
+                    HoldStep::Answer(answer) => {
+                        let _ = self.emit(answer).await;
+                        break Gated::Answered;
+                    }
+                    HoldStep::Fail(error) => return Err(error.kind),
+                }
+            },
+        };
+        Ok((gated, review))
+    }
+
+    /// Sends `notifications/elicitation/complete` for every URL elicitation this client got
+    /// once its toolkit connects, for as long as the bridge runs.
+    pub(crate) async fn run_elicitation_lane(self: Arc<Self>) {
+        let mut gate = self.keeper.gate_changes();
+        while gate.changed().await.is_ok() {
+            for note in self.keeper.take_completed(None) {
+                if self.emit(note).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     fn snapshot(&self, target: &UpstreamTarget) -> SessionSnapshot {
@@ -576,56 +416,70 @@ impl Bridge {
         }
     }
 
+    /// The POST carrying `request` on the session as `snapshot` saw it.
+    fn request_builder(
+        &self,
+        target: &UpstreamTarget,
+        request: &ClientRequest,
+        snapshot: &SessionSnapshot,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .post_builder(target, request.line.clone(), Some(&request.method))
+            .header(header::ACCEPT, ACCEPT_POST);
+        if request.method != "initialize" {
+            builder =
+                with_session_headers(builder, snapshot, request.meta_protocol_version.as_deref());
+        }
+        if let Some(value) = request
+            .name
+            .as_deref()
+            .and_then(|name| HeaderValue::from_str(&message::header_safe(name)).ok())
+        {
+            builder = builder.header("mcp-name", value);
+        }
+        builder
+    }
+
     async fn forward_request(
         self: &Arc<Self>,
         target: &UpstreamTarget,
         request: &ClientRequest,
-    ) -> Result<StatusCode, Failure> {
+        review: Option<&Call>,
+    ) -> Result<StatusCode, ErrorKind> {
         let is_initialize = request.method == "initialize";
         let mut retried = false;
         loop {
             let snapshot = self.snapshot(target);
             if !is_initialize && snapshot.needs_replay_for.is_some() {
                 if retried {
-                    return Err(Failure::SessionLost);
+                    return Err(ErrorKind::SessionLost);
                 }
                 retried = true;
                 self.replay_initialize(target, snapshot.generation).await?;
                 continue;
             }
-            let mut builder = self
-                .post_builder(target, request.line.clone(), Some(&request.method))
-                .header(header::ACCEPT, ACCEPT_POST);
-            if !is_initialize {
-                builder = with_session_headers(
-                    builder,
-                    &snapshot,
-                    request.meta_protocol_version.as_deref(),
-                );
-            }
-            if let Some(value) = request
-                .name
-                .as_deref()
-                .and_then(|name| HeaderValue::from_str(&message::header_safe(name)).ok())
-            {
-                builder = builder.header("mcp-name", value);
-            }
+            let builder = self.request_builder(target, request, &snapshot);
             let response = builder
                 .send()
                 .await
-                .map_err(|error| Failure::from_reqwest(&error))?;
+                .map_err(|error| transport(error, target))?;
             let status = response.status();
             if status.is_success() {
                 if is_initialize {
                     self.start_session(target, request, &response);
                 }
+                let awaited = Awaited {
+                    id: &request.id,
+                    is_initialize,
+                    review,
+                };
                 return self
-                    .relay_answer(target, response, &request.id, is_initialize)
+                    .relay_answer(target, response, awaited)
                     .await
                     .map(|()| status);
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(Failure::CredentialsRefused(status));
+                return Err(ErrorKind::CredentialsRefused { status });
             }
             let body = read_bounded(response, MAX_ERROR_BODY).await;
             if !is_initialize && !retried && session_lost(status, &body, snapshot.id.is_some()) {
@@ -634,7 +488,7 @@ impl Bridge {
                 self.replay_initialize(target, snapshot.generation).await?;
                 continue;
             }
-            return Err(Failure::Status { status, body });
+            return Err(ErrorKind::Status { status, body });
         }
     }
 
@@ -664,26 +518,23 @@ impl Bridge {
         &self,
         target: &UpstreamTarget,
         mut response: reqwest::Response,
-        awaited: &RawValue,
-        is_initialize: bool,
-    ) -> Result<(), Failure> {
+        awaited: Awaited<'_>,
+    ) -> Result<(), ErrorKind> {
         let mut resumptions = 0;
         loop {
             let relayed = if is_sse(&response) {
-                self.relay_stream(response, Some(awaited), is_initialize)
-                    .await?
+                self.relay_stream(response, Some(awaited)).await?
             } else {
                 let body = read_bounded(response, self.config.max_message_bytes + 1).await;
                 if body.len() > self.config.max_message_bytes {
-                    return Err(Failure::TooLarge(self.config.max_message_bytes));
+                    return Err(ErrorKind::AnswerTooLarge {
+                        limit: self.config.max_message_bytes,
+                    });
                 }
-                if !self
-                    .relay_message(&body, Some(awaited), is_initialize)
-                    .await?
-                {
+                if !self.relay_message(&body, Some(awaited)).await? {
                     // Empty, not JSON, or an answer to something else: the caller must not
                     // wait for an answer that will never come.
-                    return Err(Failure::NoAnswer);
+                    return Err(ErrorKind::NoAnswer);
                 }
                 Relayed::Done
             };
@@ -696,10 +547,10 @@ impl Bridge {
                 Relayed::Ended {
                     last_event_id: None,
                     ..
-                } => return Err(Failure::NoAnswer),
+                } => return Err(ErrorKind::NoAnswer),
             };
             if resumptions >= self.config.max_stream_resumptions {
-                return Err(Failure::NoAnswer);
+                return Err(ErrorKind::NoAnswer);
             }
             resumptions += 1;
             tokio::time::sleep(retry.unwrap_or(self.config.default_reconnect_delay)).await;
@@ -708,12 +559,12 @@ impl Bridge {
                 .header("last-event-id", last_event_id)
                 .send()
                 .await
-                .map_err(|error| Failure::from_reqwest(&error))?;
+                .map_err(|error| transport(error, target))?;
             if !resumed.status().is_success() {
                 let status = resumed.status();
                 let body = read_bounded(resumed, MAX_ERROR_BODY).await;
                 tracing::warn!(%status, "resuming the answer stream failed");
-                return Err(Failure::Status { status, body });
+                return Err(ErrorKind::Status { status, body });
             }
             response = resumed;
         }
@@ -724,9 +575,8 @@ impl Bridge {
     async fn relay_stream(
         &self,
         mut response: reqwest::Response,
-        awaited: Option<&RawValue>,
-        is_initialize: bool,
-    ) -> Result<Relayed, Failure> {
+        awaited: Option<Awaited<'_>>,
+    ) -> Result<Relayed, ErrorKind> {
         let mut parser = SseParser::new(self.config.max_message_bytes);
         let mut events = Vec::new();
         let mut answered = false;
@@ -750,10 +600,7 @@ impl Bridge {
                     oversized = true;
                     continue;
                 }
-                if self
-                    .relay_message(event.data.as_bytes(), awaited, is_initialize)
-                    .await?
-                {
+                if self.relay_message(event.data.as_bytes(), awaited).await? {
                     answered = true;
                 }
             }
@@ -763,7 +610,9 @@ impl Bridge {
         }
         if oversized {
             // The dropped message was most likely the answer: say so rather than resume.
-            return Err(Failure::TooLarge(self.config.max_message_bytes));
+            return Err(ErrorKind::AnswerTooLarge {
+                limit: self.config.max_message_bytes,
+            });
         }
         Ok(Relayed::Ended {
             last_event_id: parser.last_event_id().map(str::to_owned),
@@ -775,9 +624,8 @@ impl Bridge {
     async fn relay_message(
         &self,
         data: &[u8],
-        awaited: Option<&RawValue>,
-        is_initialize: bool,
-    ) -> Result<bool, Failure> {
+        awaited: Option<Awaited<'_>>,
+    ) -> Result<bool, ErrorKind> {
         let data = data.trim_ascii();
         if data.is_empty() {
             return Ok(false); // a priming event
@@ -790,13 +638,11 @@ impl Bridge {
             };
             let mut answered = false;
             for element in elements {
-                answered |=
-                    Box::pin(self.relay_message(element.get().as_bytes(), awaited, is_initialize))
-                        .await?;
+                answered |= Box::pin(self.relay_message(element.get().as_bytes(), awaited)).await?;
             }
             return Ok(answered);
         }
-        let Some(view) = MessageView::parse(data) else {
+        let Ok(view) = Message::parse(data) else {
             // Writing it would break the client's framing; stdout carries only JSON-RPC.
             tracing::warn!(
                 bytes = data.len(),
@@ -804,20 +650,22 @@ impl Bridge {
             );
             return Ok(false);
         };
-        let answered = view.is_response()
-            && matches!((view.id, awaited), (Some(id), Some(awaited)) if same_id(id, awaited));
-        if answered && is_initialize {
-            let version = message::result_protocol_version(&view);
-            lock(&self.session).protocol_version = version;
+        let answer_to = awaited.filter(|awaited| {
+            view.is_response() && view.id.is_some_and(|id| same_id(id, awaited.id))
+        });
+        let mut line = None;
+        if let Some(awaited) = answer_to {
+            if awaited.is_initialize {
+                lock(&self.session).protocol_version = message::result_protocol_version(&view);
+            }
+            if let Some(call) = awaited.review {
+                line = self.keeper.review(call, data).await;
+            }
         }
-        tracing::trace!(
-            method = view.method.as_deref().unwrap_or(""),
-            "upstream → client"
-        );
-        self.emit(message::single_line(data))
-            .await
-            .map_err(|()| Failure::OutputClosed)?;
-        Ok(answered)
+        tracing::trace!(method = view.method().unwrap_or(""), "upstream → client");
+        let line = line.unwrap_or_else(|| message::single_line(data));
+        self.emit(line).await.map_err(|()| ErrorKind::ClientGone)?;
+        Ok(answer_to.is_some())
     }
 
     // === notifications and responses, in order ===
@@ -838,7 +686,7 @@ impl Bridge {
             // and holding back the client's answer would deadlock the handshake.
             self.after_initialize().await;
         }
-        let Ok(target) = self.ready_target().await else {
+        let Ok(target) = self.keeper.ready_within(self.config.upstream_wait).await else {
             tracing::warn!(
                 method = notice.method.as_deref().unwrap_or("response"),
                 "no upstream: dropping a client notification"
@@ -857,7 +705,7 @@ impl Bridge {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::warn!(kind, %error, "sending a client notification upstream failed");
-                    break Failure::from_reqwest(&error).status();
+                    break transport(error, &target).http_status();
                 }
             };
             let status = response.status();
@@ -868,11 +716,11 @@ impl Bridge {
                 if is_sse(&response) {
                     // Not expected for a notification, but whatever the upstream says is the
                     // client's to read.
-                    let _ = self.relay_stream(response, None, false).await;
+                    let _ = self.relay_stream(response, None).await;
                 } else {
                     let body = read_bounded(response, self.config.max_message_bytes).await;
                     if !body.trim_ascii().is_empty() {
-                        let _ = self.relay_message(&body, None, false).await;
+                        let _ = self.relay_message(&body, None).await;
                     }
                 }
                 break status;
@@ -934,7 +782,7 @@ impl Bridge {
         self: &Arc<Self>,
         target: &UpstreamTarget,
         seen_generation: u64,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ErrorKind> {
         let _one_at_a_time = self.reinit.lock().await;
         let (initialize, initialized) = {
             let session = lock(&self.session);
@@ -944,18 +792,18 @@ impl Bridge {
             (session.initialize.clone(), session.initialized.clone())
         };
         let Some(initialize) = initialize else {
-            return Err(Failure::SessionLost);
+            return Err(ErrorKind::SessionLost);
         };
         let response = self
             .post_builder(target, initialize.clone(), Some("initialize"))
             .header(header::ACCEPT, ACCEPT_POST)
             .send()
             .await
-            .map_err(|error| Failure::from_reqwest(&error))?;
+            .map_err(|error| transport(error, target))?;
         let status = response.status();
         if !status.is_success() {
             let body = read_bounded(response, MAX_ERROR_BODY).await;
-            return Err(Failure::Status { status, body });
+            return Err(ErrorKind::Status { status, body });
         }
         let new_id = session_id_of(&response);
         let version = initialize_version(response, self.config.max_message_bytes).await;
@@ -983,7 +831,7 @@ impl Bridge {
                 .header(header::ACCEPT, ACCEPT_POST);
             match with_session_headers(builder, &snapshot, None).send().await {
                 Ok(response) => drop(read_bounded(response, MAX_ERROR_BODY).await),
-                Err(error) => return Err(Failure::from_reqwest(&error)),
+                Err(error) => return Err(transport(error, target)),
             }
             let mut session = lock(&self.session);
             if session.generation == snapshot.generation {
@@ -1029,7 +877,7 @@ impl Bridge {
                                 continue;
                             }
                             if self
-                                .relay_message(event.data.as_bytes(), None, false)
+                                .relay_message(event.data.as_bytes(), None)
                                 .await
                                 .is_err()
                             {
@@ -1233,18 +1081,6 @@ async fn initialize_version(response: reqwest::Response, limit: usize) -> Option
     }
     candidates
         .iter()
-        .filter_map(|data| MessageView::parse(data))
+        .filter_map(|data| Message::parse(data).ok())
         .find_map(|view| message::result_protocol_version(&view))
-}
-
-/// The progress message while a call is held: which toolkits still need connecting, and where.
-fn waiting_text(pending: &[PendingToolkit]) -> String {
-    let parts: Vec<String> = pending
-        .iter()
-        .map(|toolkit| match &toolkit.connect_url {
-            Some(url) => format!("{} (connect at {url})", toolkit.name),
-            None => format!("{} (waiting for a Connect Link)", toolkit.name),
-        })
-        .collect();
-    format!("Waiting for the user to connect: {}", parts.join(", "))
 }

@@ -16,12 +16,11 @@
 //! (stderr).
 //!
 //! # Layout
-//! - `bridge`: routing, the gate, the upstream session and its recovery.
-//! - `message`: borrowed views of messages and the few messages written locally.
+//! - `bridge`: routing, the upstream session and its recovery; what the gate makes of a
+//!   request comes from [`crate::mcp::gatekeeper`], which this face frames as lines.
 //! - `sse`: the incremental SSE parser.
 
 mod bridge;
-mod message;
 mod sse;
 
 use std::future::Future;
@@ -34,10 +33,13 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::bridge::{Bridge, ClientNotice, ClientRequest};
-use self::message::{INVALID_REQUEST, MessageView, PARSE_ERROR, error_response};
 use crate::config::WaitMode;
 use crate::events::ProxyEvents;
 use crate::gate::GateState;
+use crate::mcp::error::{ErrorKind, McpError};
+use crate::mcp::gatekeeper::{CallContext, Gatekeeper, Verdict};
+use crate::mcp::message::{self, Body, Message, parse_body};
+use crate::mcp::policy::AllPending;
 use crate::upstream::{ClientBuildError, UpstreamTarget, build_client};
 
 /// How the stdio bridge behaves. [`StdioConfig::default`] suits Claude Desktop.
@@ -109,8 +111,9 @@ pub enum StdioExit {
 ///
 /// The upstream arrives through `upstream_rx` (`None` until known: messages then wait up to
 /// [`StdioConfig::upstream_wait`], then get JSON-RPC errors with their ids) and the gate state
-/// through `gate_rx`; `events` observes requests for metrics. Tests pass
-/// `tokio::io::duplex` halves; the binary passes stdin and stdout.
+/// through `gate_rx`, with the default tool policy and [`StdioConfig::wait`]; `events` observes
+/// requests for metrics. Tests pass `tokio::io::duplex` halves; the binary passes stdin and
+/// stdout.
 pub async fn run_stdio<R, W>(
     reader: R,
     writer: W,
@@ -124,21 +127,38 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let keeper = Gatekeeper::new(
+        gate_rx,
+        upstream_rx,
+        config.wait,
+        Arc::new(AllPending),
+        events,
+    );
+    run_stdio_with(reader, writer, config, keeper, shutdown).await
+}
+
+/// [`run_stdio`] with a gatekeeper of the caller's (its own tool policy, wait mode, upstream
+/// and events); [`StdioConfig::wait`] is not used, the gatekeeper's wait mode is.
+pub async fn run_stdio_with<R, W>(
+    reader: R,
+    writer: W,
+    config: StdioConfig,
+    keeper: Gatekeeper,
+    shutdown: impl Future<Output = ()>,
+) -> Result<StdioExit, StdioError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let http = build_client(config.connect_timeout)?;
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (finish_tx, finish_rx) = oneshot::channel();
     let mut writer_task = tokio::spawn(write_lines(writer, out_rx, finish_rx));
-    let bridge = Arc::new(Bridge::new(
-        config.clone(),
-        http,
-        upstream_rx,
-        gate_rx,
-        events,
-        out_tx,
-    ));
+    let bridge = Arc::new(Bridge::new(config.clone(), http, keeper, out_tx));
     // Bounded: a client flooding notifications at a slow upstream is slowed down, not buffered.
     let (notice_tx, notice_rx) = mpsc::channel(256);
     let mut notice_lane = tokio::spawn(Arc::clone(&bridge).run_notice_lane(notice_rx));
+    let elicitation_lane = tokio::spawn(Arc::clone(&bridge).run_elicitation_lane());
 
     let mut lines = LineReader::new(BufReader::new(reader), config.max_message_bytes);
     let mut next_seq = 0_u64;
@@ -164,11 +184,9 @@ where
                     }
                 }
                 Ok(Line::TooLong) => {
-                    let text = format!(
-                        "message longer than {} bytes skipped",
-                        config.max_message_bytes
-                    );
-                    let _ = bridge.emit(error_response(None, INVALID_REQUEST, &text, None)).await;
+                    let limit = config.max_message_bytes;
+                    let error = McpError::new(None, ErrorKind::TooLarge { limit });
+                    let _ = bridge.emit(error.to_json()).await;
                 }
                 Ok(Line::End) => break Ok(StdioExit::InputClosed),
                 Err(error) => break Err(StdioError::Read(error)),
@@ -189,6 +207,7 @@ where
         let _ = tokio::time::timeout(config.input_closed_grace, drained).await;
     }
     notice_lane.abort();
+    elicitation_lane.abort();
     bridge.abort_all();
     bridge.close_session().await;
     drop(bridge);
@@ -202,20 +221,14 @@ where
     outcome
 }
 
-/// Answers a line that is not JSON: there is no id to echo, so the error carries `null`.
-async fn emit_parse_error(bridge: &Bridge) {
-    let _ = bridge
-        .emit(error_response(
-            None,
-            PARSE_ERROR,
-            "parse error: invalid JSON",
-            None,
-        ))
-        .await;
+/// Answers a line that cannot be routed: there is no id to echo, so the error carries `null`.
+async fn emit_error(bridge: &Bridge, kind: ErrorKind) {
+    let _ = bridge.emit(McpError::new(None, kind).to_json()).await;
 }
 
 /// Routes one stdin line: requests get their own task, notifications and responses go to the
-/// ordered lane, garbage gets a JSON-RPC error.
+/// ordered lane, a batch is routed element by element (each answer on its own line: clients
+/// match answers by id), garbage gets a JSON-RPC error.
 async fn dispatch(
     bridge: &Arc<Bridge>,
     notices: &mpsc::Sender<ClientNotice>,
@@ -226,103 +239,105 @@ async fn dispatch(
     if trimmed.is_empty() {
         return;
     }
-    if trimmed.first() == Some(&b'[') {
-        // A 2025-03-26 batch: each element is handled as if it had its own line, and each
-        // answer comes back on its own line (clients match answers by id).
-        match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(trimmed) {
-            Ok(elements) if !elements.is_empty() => {
-                for element in elements {
-                    let element = Bytes::copy_from_slice(element.get().as_bytes());
-                    Box::pin(dispatch(bridge, notices, element, next_seq)).await;
-                }
-            }
-            Ok(_) => {
-                let _ = bridge
-                    .emit(error_response(None, INVALID_REQUEST, "empty batch", None))
-                    .await;
-            }
-            Err(_) => emit_parse_error(bridge).await,
+    let line = line.slice_ref(trimmed);
+    match parse_body(&line) {
+        Ok(Body::Single(view)) => route(bridge, notices, &line, &view, next_seq).await,
+        Ok(Body::Batch(elements)) if elements.is_empty() => {
+            emit_error(bridge, ErrorKind::EmptyBatch).await;
         }
-        return;
+        Ok(Body::Batch(elements)) => {
+            for (raw, view) in elements {
+                let element = line.slice_ref(raw.get().as_bytes());
+                route(bridge, notices, &element, &view, next_seq).await;
+            }
+        }
+        Ok(Body::Other) => emit_error(bridge, ErrorKind::NotAMessage).await,
+        Err(kind) => emit_error(bridge, kind).await,
     }
-    let Some(view) = MessageView::parse(trimmed) else {
-        emit_parse_error(bridge).await;
-        return;
-    };
-    let line = if trimmed.len() == line.len() {
-        line.clone()
-    } else {
-        line.slice_ref(trimmed)
-    };
-    match (view.method.as_deref(), view.id) {
-        (Some(method), Some(id)) => {
-            let params = view.params();
-            let declares_url_elicitation = if method == "initialize" {
-                message::declares_url_elicitation(params.capabilities)
-            } else {
-                message::meta_declares_url_elicitation(&params)
-            };
-            let request = ClientRequest {
-                id: id.to_owned(),
-                method: method.to_owned(),
-                name: message::mcp_name(method, &params).map(str::to_owned),
-                progress_token: params
-                    .meta
-                    .as_ref()
-                    .and_then(|meta| meta.progress_token)
-                    .map(ToOwned::to_owned),
-                meta_protocol_version: message::meta_protocol_version(&params).map(str::to_owned),
-                declares_url_elicitation,
-                line: line.clone(),
-            };
-            tracing::debug!(method, "client → upstream request");
-            *next_seq += 1;
-            let seq = *next_seq;
-            let key = message::id_key(id);
-            // Tracked before it starts, so a quick answer cannot finish before it is tracked.
-            let initialize_guard = if method == "initialize" {
-                bridge.begin_initialize()
-            } else {
-                None
-            };
-            let (task, abort) = futures_util::future::abortable(Arc::clone(bridge).handle_request(
-                request,
-                seq,
-                initialize_guard,
-            ));
-            bridge.track(key, seq, abort);
-            tokio::spawn(task);
-        }
+}
+
+/// Routes one message (`line` is its bytes).
+async fn route(
+    bridge: &Arc<Bridge>,
+    notices: &mpsc::Sender<ClientNotice>,
+    line: &Bytes,
+    view: &Message<'_>,
+    next_seq: &mut u64,
+) {
+    match (view.method(), view.id) {
+        (Some(_), Some(_)) => start_request(bridge, line, view, next_seq),
         (Some(method), None) => {
-            let cancelled = (method == "notifications/cancelled")
-                .then(|| view.params().request_id)
-                .flatten();
-            if let Some(request_id) = cancelled {
+            let params = view.params();
+            if method == "notifications/cancelled"
+                && let Some(request_id) = params.request_id
+            {
                 bridge.cancel(&message::id_key(request_id));
             }
+            if view.is_tools_call()
+                && matches!(
+                    bridge
+                        .keeper()
+                        .check_call(line, view, &CallContext::default()),
+                    Verdict::Drop
+                )
+            {
+                tracing::debug!("dropped a tools/call notification the gate blocks");
+                return;
+            }
             tracing::debug!(method, "client → upstream notification");
-            let _ = notices
-                .send(ClientNotice {
-                    method: Some(method.to_owned()),
-                    line: line.clone(),
-                })
-                .await;
+            let notice = ClientNotice {
+                method: Some(method.to_owned()),
+                line: line.clone(),
+            };
+            let _ = notices.send(notice).await;
         }
         (None, _) if view.is_response() => {
             tracing::debug!("client → upstream response");
-            let _ = notices.send(ClientNotice { method: None, line }).await;
+            let notice = ClientNotice {
+                method: None,
+                line: line.clone(),
+            };
+            let _ = notices.send(notice).await;
         }
         (None, id) => {
             let _ = bridge
-                .emit(error_response(
-                    id,
-                    INVALID_REQUEST,
-                    "invalid request: neither a request, a notification nor a response",
-                    None,
-                ))
+                .emit(McpError::new(id, ErrorKind::NotAMessage).to_json())
                 .await;
         }
     }
+}
+
+/// Starts the task answering one request.
+fn start_request(bridge: &Arc<Bridge>, line: &Bytes, view: &Message<'_>, next_seq: &mut u64) {
+    let (Some(method), Some(id)) = (view.method(), view.id) else {
+        return;
+    };
+    let params = view.params();
+    let request = ClientRequest {
+        id: id.to_owned(),
+        method: method.to_owned(),
+        name: params.mcp_name(method).map(str::to_owned),
+        meta_protocol_version: params.meta_protocol_version().map(str::to_owned),
+        declares_url_elicitation: params.declares_url_elicitation(),
+        line: line.clone(),
+    };
+    tracing::debug!(method, "client → upstream request");
+    *next_seq += 1;
+    let seq = *next_seq;
+    let key = message::id_key(id);
+    // Tracked before it starts, so a quick answer cannot finish before it is tracked.
+    let initialize_guard = if method == "initialize" {
+        bridge.begin_initialize()
+    } else {
+        None
+    };
+    let (task, abort) = futures_util::future::abortable(Arc::clone(bridge).handle_request(
+        request,
+        seq,
+        initialize_guard,
+    ));
+    bridge.track(key, seq, abort);
+    tokio::spawn(task);
 }
 
 /// One read from stdin.

@@ -21,7 +21,8 @@ use url::Url;
 
 use super::*;
 use crate::events::{NoEvents, ProxyEvents, RequestRecord};
-use crate::gate::{self, PendingToolkit};
+use crate::gate::PendingToolkit;
+use crate::mcp::error;
 
 type Body = BoxBody<Bytes, Infallible>;
 /// Feeds frames into a streaming (SSE) response body.
@@ -680,7 +681,7 @@ async fn url_elicitation_clients_get_error_32042() {
     h.send(json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo"}}))
         .await;
     let (answer, _) = h.answer_to(json!(5)).await;
-    assert_eq!(answer["error"]["code"], gate::URL_ELICITATION_REQUIRED);
+    assert_eq!(answer["error"]["code"], error::URL_ELICITATION_REQUIRED);
     assert_eq!(
         answer["error"]["data"]["elicitations"][0]["url"],
         "https://connect.example/link/ln_1"
@@ -759,7 +760,7 @@ async fn no_upstream_gives_errors_with_ids() {
     h.send(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}))
         .await;
     let (answer, _) = h.answer_to(json!(1)).await;
-    assert_eq!(answer["error"]["code"], message::UPSTREAM_UNAVAILABLE);
+    assert_eq!(answer["error"]["code"], error::UNAVAILABLE);
     h.close().await.unwrap();
 
     let starting = GateState::Starting {
@@ -785,12 +786,12 @@ async fn no_upstream_gives_errors_with_ids() {
     h.send(json!({"jsonrpc":"2.0","id":2,"method":"initialize","params":{}}))
         .await;
     let (answer, _) = h.answer_to(json!(2)).await;
-    assert_eq!(answer["error"]["code"], message::UPSTREAM_UNAVAILABLE);
+    assert_eq!(answer["error"]["code"], error::UNAVAILABLE);
     assert!(
         answer["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("cannot reach")
+            .contains("could not connect")
     );
     assert!(!answer.to_string().contains("ak_test_secret"));
     h.close().await.unwrap();
@@ -847,22 +848,22 @@ async fn bad_input_gets_json_rpc_errors_and_the_bridge_keeps_going() {
     };
     let mut h = Harness::start(Some(target(&url)), GateState::Open, config);
     h.send_raw("{not json").await;
-    assert_eq!(h.recv().await["error"]["code"], message::PARSE_ERROR);
+    assert_eq!(h.recv().await["error"]["code"], error::PARSE_ERROR);
     h.send_raw(&format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"{}\"}}",
         "x".repeat(100)
     ))
     .await;
-    assert_eq!(h.recv().await["error"]["code"], message::INVALID_REQUEST);
+    assert_eq!(h.recv().await["error"]["code"], error::INVALID_REQUEST);
     h.send_raw(r#"{"jsonrpc":"2.0","id":3}"#).await;
     let invalid = h.recv().await;
     assert_eq!(
         (invalid["id"].clone(), invalid["error"]["code"].clone()),
-        (json!(3), json!(message::INVALID_REQUEST))
+        (json!(3), json!(error::INVALID_REQUEST))
     );
     h.send_raw("").await;
     h.send_raw("[]").await;
-    assert_eq!(h.recv().await["error"]["code"], message::INVALID_REQUEST);
+    assert_eq!(h.recv().await["error"]["code"], error::INVALID_REQUEST);
     h.close().await.unwrap();
 }
 
@@ -965,7 +966,7 @@ async fn an_answer_over_the_size_limit_becomes_an_error_for_its_caller() {
     h.send(json!({"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"huge"}}))
         .await;
     let (answer, _) = h.answer_to(json!(13)).await;
-    assert_eq!(answer["error"]["code"], message::INTERNAL_ERROR);
+    assert_eq!(answer["error"]["code"], error::INTERNAL_ERROR);
     assert!(
         answer["error"]["message"]
             .as_str()
@@ -1079,7 +1080,7 @@ async fn events_report_requests_blocks_and_refused_credentials() {
     h.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deny"}}))
         .await;
     let (refused, _) = h.answer_to(json!(1)).await;
-    assert_eq!(refused["error"]["code"], message::UPSTREAM_UNAVAILABLE);
+    assert_eq!(refused["error"]["code"], error::UNAVAILABLE);
     assert!(
         refused["error"]["message"]
             .as_str()

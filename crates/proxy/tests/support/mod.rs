@@ -22,9 +22,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use toolgate_proxy::config::ProxyConfig;
-use toolgate_proxy::events::{ProxyEvents, UpstreamErrorKind};
+use toolgate_proxy::events::ProxyEvents;
 use toolgate_proxy::gate::GateState;
 use toolgate_proxy::gateway::Gateway;
+use toolgate_proxy::mcp::error::ErrorKind;
 use toolgate_proxy::upstream::UpstreamTarget;
 
 type UpstreamBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -326,11 +327,11 @@ impl ProxyEvents for RecordingEvents {
     fn call_held(&self, _tool: Option<&str>) {
         self.record(Recorded::Held);
     }
-    fn upstream_error(&self, kind: UpstreamErrorKind) {
+    fn upstream_error(&self, kind: &ErrorKind) {
         self.record(match kind {
-            UpstreamErrorKind::Unreachable => Recorded::Unreachable,
-            UpstreamErrorKind::Timeout => Recorded::Timeout,
-            UpstreamErrorKind::Other => Recorded::OtherError,
+            ErrorKind::Unreachable { .. } => Recorded::Unreachable,
+            ErrorKind::Timeout { .. } => Recorded::Timeout,
+            _ => Recorded::OtherError,
         });
     }
     fn upstream_credentials_refused(&self, _status: StatusCode) {
