@@ -115,7 +115,8 @@ impl ProxyConfig {
         }
         for origin in &self.allowed_origins {
             let valid = url::Url::parse(origin).is_ok_and(|url| {
-                url.host_str().is_some()
+                matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some()
                     && (url.path() == "/" || url.path().is_empty())
                     && url.query().is_none()
                     && !origin.ends_with('/')

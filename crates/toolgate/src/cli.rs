@@ -21,7 +21,8 @@ pub(crate) enum Command {
     /// Bridge an MCP client on stdin/stdout (Claude Desktop) to the Composio session (from the
     /// configuration), or in generic mode to `--upstream URL` (a drop-in for mcp-remote).
     Stdio(crate::commands::stdio::StdioArgs),
-    /// Print the effective configuration (defaults, file, environment, flags), secrets redacted.
+    /// Print the effective configuration (defaults, file, environment, flags), secrets redacted,
+    /// derived values shown and missing keys marked (exit 64 after printing when incomplete).
     Config(crate::commands::config::ConfigCommandArgs),
     /// Run the sandbox and the gateway against it: the whole flow without an API key.
     Demo(crate::commands::demo::DemoArgs),

@@ -21,12 +21,22 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
+use toolgate_proxy::config::{ProxyConfig, WaitMode};
+use toolgate_proxy::header_args::{header_map, parse_header_arg, parse_header_file};
+use toolgate_proxy::stdio::StdioConfig;
+use toolgate_proxy::upstream::UpstreamTarget;
 
 /// The file read when `--config` is not given, if it exists in the working directory.
 pub(crate) const DEFAULT_CONFIG_FILE: &str = "toolgate.toml";
 
 /// Composio's production API origin.
 pub(crate) const DEFAULT_BASE_URL: &str = "https://backend.composio.dev";
+
+/// How long the stdio bridge waits for the Composio session before answering "not ready".
+const COMPOSIO_UPSTREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// Interval of progress notifications while a call is held in wait mode.
+const WAIT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Paths the binary serves itself next to the MCP path; the MCP path must not shadow them.
 pub(crate) const RESERVED_PATHS: &[&str] = &[
@@ -71,6 +81,17 @@ pub(crate) struct Config {
         serialize_with = "redact_headers"
     )]
     pub(crate) headers: Vec<String>,
+    /// Generic mode: a file of `Name: value` headers (one per line, `#` comments, `${VAR}`
+    /// expanded), read before `headers`, to keep secrets out of the process list.
+    pub(crate) header_file: Option<PathBuf>,
+    /// Generic mode: accept a plain-http upstream that is not on loopback (the headers would
+    /// cross the network unencrypted).
+    pub(crate) allow_http: bool,
+    /// Largest accepted POST body on the MCP endpoint, in bytes (413 beyond).
+    pub(crate) max_body_bytes: usize,
+    /// Upper bound on opening a connection to the upstream MCP endpoint.
+    #[serde(with = "humantime_serde")]
+    pub(crate) connect_timeout: Duration,
     /// After SIGINT/SIGTERM, how long in-flight requests and open streams may finish.
     #[serde(with = "humantime_serde")]
     pub(crate) drain_timeout: Duration,
@@ -165,18 +186,24 @@ pub(crate) enum LogFormat {
 
 impl Default for Config {
     fn default() -> Self {
+        // The proxy library's defaults are the defaults of the keys it owns.
+        let proxy = ProxyConfig::default();
         Self {
             user_id: None,
             require: Vec::new(),
             callback_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
-            path: "/mcp".to_owned(),
+            path: proxy.mcp_path,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             token: None,
             upstream: None,
             headers: Vec::new(),
-            drain_timeout: Duration::from_secs(10),
+            header_file: None,
+            allow_http: false,
+            max_body_bytes: proxy.max_body_bytes,
+            connect_timeout: proxy.connect_timeout,
+            drain_timeout: proxy.drain_timeout,
             composio: ComposioSection::default(),
             session: SessionSection::default(),
             gate: GateSection::default(),
@@ -213,8 +240,8 @@ impl Default for LogSection {
     }
 }
 
-/// The command-line flags that override configuration keys (shared by every command that
-/// reads the configuration).
+/// The command-line flags that override configuration keys, shared by `serve`, `stdio` and
+/// `config` (`status` and `connect` take the Composio subset).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub(crate) struct ConfigArgs {
     /// TOML configuration file (default: ./toolgate.toml when present).
@@ -232,9 +259,15 @@ pub(crate) struct ConfigArgs {
     /// Generic mode: upstream MCP URL (`upstream`).
     #[arg(long, value_name = "URL")]
     pub(crate) upstream: Option<String>,
-    /// Generic mode: upstream header `Name: value`, repeatable (`headers`).
-    #[arg(long = "header", value_name = "HEADER")]
+    /// Generic mode: upstream header `Name: value`, repeatable (`headers`); `${VAR}` expands.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
     pub(crate) headers: Vec<String>,
+    /// Generic mode: file of `Name: value` header lines (`header_file`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) header_file: Option<PathBuf>,
+    /// Generic mode: accept a plain-http upstream off loopback (`allow_http`).
+    #[arg(long)]
+    pub(crate) allow_http: bool,
     /// Composio API origin (`composio.base_url`).
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
@@ -244,6 +277,35 @@ pub(crate) struct ConfigArgs {
     /// Log format, `text` or `json` (`log.format`).
     #[arg(long, value_name = "FORMAT")]
     pub(crate) log_format: Option<String>,
+}
+
+/// The flags of the MCP endpoint over HTTP (`serve`, and `config` to show their effect).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub(crate) struct HttpArgs {
+    /// Path of the MCP endpoint (`path`).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) mcp_path: Option<String>,
+    /// Name of the environment variable holding the inbound bearer token (`token`; default
+    /// `TOOLGATE_TOKEN`).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) token_env: Option<String>,
+    /// Extra browser origin accepted besides loopback ones, `scheme://host[:port]`;
+    /// repeatable, added to `allowed_origins`.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub(crate) allowed_origins: Vec<String>,
+    /// Extra Host name accepted besides loopback names; repeatable, added to `allowed_hosts`.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub(crate) allowed_hosts: Vec<String>,
+    /// Largest accepted POST body, in bytes (`max_body_bytes`).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_body_bytes: Option<usize>,
+    /// Upper bound on connecting to the upstream, e.g. `10s` (`connect_timeout`).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) connect_timeout: Option<String>,
+    /// How long open requests may continue after SIGINT/SIGTERM, e.g. `10s`
+    /// (`drain_timeout`).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) drain_timeout: Option<String>,
 }
 
 /// A configuration problem: names the offending key. Shown as one stderr line; exit code 64.
@@ -277,6 +339,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("token", "token"),
     ("upstream", "upstream"),
     ("headers", "headers"),
+    ("header_file", "header_file"),
+    ("allow_http", "allow_http"),
+    ("max_body_bytes", "max_body_bytes"),
+    ("connect_timeout", "connect_timeout"),
     ("drain_timeout", "drain_timeout"),
     ("composio_api_key", "composio.api_key"),
     ("composio_base_url", "composio.base_url"),
@@ -301,31 +367,69 @@ struct FlagOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     upstream: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    allow_http: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     composio: Option<BTreeMap<&'static str, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<BTreeMap<&'static str, String>>,
 }
 
-impl ConfigArgs {
+/// Every flag of a command, as the top layer of the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Flags<'a> {
+    /// The configuration flags.
+    pub(crate) config: &'a ConfigArgs,
+    /// The HTTP endpoint's flags (`HttpArgs::default()` for commands without them).
+    pub(crate) http: &'a HttpArgs,
+}
+
+impl Flags<'_> {
     fn overrides(&self) -> FlagOverrides {
+        let (args, http) = (self.config, self.http);
         let mut log = BTreeMap::new();
-        if let Some(level) = &self.log_level {
+        if let Some(level) = &args.log_level {
             log.insert("level", level.clone());
         }
-        if let Some(format) = &self.log_format {
+        if let Some(format) = &args.log_format {
             log.insert("format", format.clone());
         }
+        // `--token-env VAR` moves the token to another variable; unset or empty means none
+        // from there (the file and TOOLGATE_TOKEN still apply).
+        let token = http
+            .token_env
+            .as_deref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|token| !token.is_empty());
         FlagOverrides {
-            user_id: self.user_id.clone(),
-            require: (!self.require.is_empty()).then(|| self.require.clone()),
-            listen: self.listen.clone(),
-            upstream: self.upstream.clone(),
-            headers: (!self.headers.is_empty()).then(|| self.headers.clone()),
-            composio: self
+            user_id: args.user_id.clone(),
+            require: (!args.require.is_empty()).then(|| args.require.clone()),
+            listen: args.listen.clone(),
+            path: http.mcp_path.clone(),
+            token,
+            upstream: args.upstream.clone(),
+            headers: (!args.headers.is_empty()).then(|| args.headers.clone()),
+            header_file: args.header_file.clone(),
+            allow_http: args.allow_http,
+            max_body_bytes: http.max_body_bytes,
+            connect_timeout: http.connect_timeout.clone(),
+            drain_timeout: http.drain_timeout.clone(),
+            composio: args
                 .base_url
                 .as_ref()
                 .map(|url| BTreeMap::from([("base_url", url.clone())])),
@@ -334,10 +438,23 @@ impl ConfigArgs {
     }
 }
 
-/// Builds the layered figment for these flags: defaults, file, environment, flags.
+/// Builds the layered figment for the configuration flags alone (commands without HTTP
+/// flags), on the built-in defaults.
 pub(crate) fn figment(args: &ConfigArgs) -> Result<Figment, ConfigError> {
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
-    match &args.config {
+    layered(
+        Flags {
+            config: args,
+            http: &HttpArgs::default(),
+        },
+        &Config::default(),
+    )
+}
+
+/// Builds the layered figment: `defaults`, file, environment, flags. `defaults` must carry
+/// no secrets (it is serialized, and serializing redacts them).
+pub(crate) fn layered(flags: Flags<'_>, defaults: &Config) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(defaults));
+    match &flags.config.config {
         Some(path) => {
             if !path.is_file() {
                 return Err(ConfigError::new(
@@ -371,12 +488,34 @@ pub(crate) fn figment(args: &ConfigArgs) -> Result<Figment, ConfigError> {
     Ok(figment
         .merge(composio_env)
         .merge(toolgate_env)
-        .merge(Serialized::defaults(args.overrides())))
+        .merge(Serialized::defaults(flags.overrides())))
+}
+
+/// Keys whose environment value is a boolean or a number; every other key is a string.
+const BOOL_KEYS: &[&str] = &["session.manage_connections", "allow_http"];
+const NUMBER_KEYS: &[&str] = &["max_body_bytes"];
+
+/// An environment value as the type its key has. A value that does not parse stays a string,
+/// so the key's own type error names it.
+fn typed_env_value(key: &str, raw: &str) -> figment::value::Value {
+    use figment::value::Value;
+    let trimmed = raw.trim();
+    if BOOL_KEYS.contains(&key)
+        && let Ok(flag) = trimmed.parse::<bool>()
+    {
+        return Value::from(flag);
+    }
+    if NUMBER_KEYS.contains(&key)
+        && let Ok(number) = trimmed.parse::<u64>()
+    {
+        return Value::from(number);
+    }
+    Value::from(raw.to_owned())
 }
 
 /// Environment variables taken verbatim as strings. figment's own `Env` provider parses values
 /// as TOML scalars, which would turn `TOOLGATE_USER_ID=12345` into a number and then reject it;
-/// every key here is a string except the one boolean, which is parsed explicitly.
+/// the few booleans and numbers are parsed explicitly ([`typed_env_value`]).
 struct EnvStrings {
     name: &'static str,
     values: Vec<(&'static str, String)>,
@@ -405,10 +544,7 @@ impl figment::Provider for EnvStrings {
         use figment::value::{Dict, Tag, Value};
         let mut root = Dict::new();
         for (key, raw) in &self.values {
-            let value = match raw.trim().parse::<bool>() {
-                Ok(flag) if *key == "session.manage_connections" => Value::from(flag),
-                _ => Value::from(raw.clone()),
-            };
+            let value = typed_env_value(key, raw);
             match key.split_once('.') {
                 None => {
                     root.insert((*key).to_owned(), value);
@@ -429,8 +565,34 @@ impl figment::Provider for EnvStrings {
 
 /// Loads and validates the effective configuration.
 pub(crate) fn load(args: &ConfigArgs) -> Result<Config, ConfigError> {
-    let config: Config = figment(args)?.extract().map_err(figment_error)?;
+    load_with(
+        Flags {
+            config: args,
+            http: &HttpArgs::default(),
+        },
+        &Config::default(),
+    )
+}
+
+/// Loads and validates the effective configuration of every layer over `defaults`: the one
+/// settings load of every command and mode.
+pub(crate) fn load_with(flags: Flags<'_>, defaults: &Config) -> Result<Config, ConfigError> {
+    let config = extract(flags, defaults)?;
     config.validate()?;
+    Ok(config)
+}
+
+/// The merged configuration, not yet validated (`toolgate config` prints an incomplete one).
+pub(crate) fn extract(flags: Flags<'_>, defaults: &Config) -> Result<Config, ConfigError> {
+    let mut config: Config = layered(flags, defaults)?.extract().map_err(figment_error)?;
+    // `--allow-host` and `--allow-origin` add to the configured lists rather than replace
+    // them: they name extras, like the keys do.
+    config
+        .allowed_hosts
+        .extend(flags.http.allowed_hosts.iter().cloned());
+    config
+        .allowed_origins
+        .extend(flags.http.allowed_origins.iter().cloned());
     Ok(config)
 }
 
@@ -539,6 +701,36 @@ impl Config {
         format!("http://{host}:{}/callback", self.listen.port())
     }
 
+    /// The required keys this mode lacks, each with how to set it (for `toolgate config`).
+    pub(crate) fn missing_required(&self) -> Vec<(&'static str, &'static str)> {
+        let mut missing = Vec::new();
+        if self.mode() != Mode::Composio {
+            return missing;
+        }
+        let key_set = self
+            .composio
+            .api_key
+            .as_ref()
+            .is_some_and(|key| !key.expose_secret().is_empty());
+        if !key_set {
+            missing.push((
+                "composio.api_key",
+                "required in Composio mode (set COMPOSIO_API_KEY, or set upstream for generic mode)",
+            ));
+        }
+        if self
+            .user_id
+            .as_deref()
+            .is_none_or(|id| id.trim().is_empty())
+        {
+            missing.push((
+                "user_id",
+                "required in Composio mode (set TOOLGATE_USER_ID or pass --user-id)",
+            ));
+        }
+        missing
+    }
+
     /// The API key, when configured.
     pub(crate) fn api_key(&self) -> Option<&SecretString> {
         self.composio.api_key.as_ref()
@@ -569,46 +761,7 @@ impl Config {
                 ),
             ));
         }
-        if let Some(token) = &self.token {
-            let token = token.expose_secret();
-            if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(ConfigError::new(
-                    "token",
-                    "must be at least 16 characters without whitespace",
-                ));
-            }
-        }
-        if !self.listen.ip().is_loopback() && self.token.is_none() {
-            return Err(ConfigError::new(
-                "token",
-                format!(
-                    "required when listening on a non-loopback address ({}); set TOOLGATE_TOKEN",
-                    self.listen
-                ),
-            ));
-        }
-        for host in &self.allowed_hosts {
-            if host.contains(['/', ' ', '@']) {
-                return Err(ConfigError::new(
-                    "allowed_hosts",
-                    format!("{host:?} is not a host or host:port"),
-                ));
-            }
-        }
-        for origin in &self.allowed_origins {
-            let ok = url::Url::parse(origin).is_ok_and(|url| {
-                matches!(url.scheme(), "http" | "https")
-                    && url.host().is_some()
-                    && url.path() == "/"
-                    && !origin.ends_with('/')
-            });
-            if !ok {
-                return Err(ConfigError::new(
-                    "allowed_origins",
-                    format!("{origin:?} is not an origin like https://app.example.com"),
-                ));
-            }
-        }
+        self.validate_proxy()?;
         if self.gate.mode == GateMode::Wait && self.gate.wait_timeout.is_zero() {
             return Err(ConfigError::new(
                 "gate.wait_timeout",
@@ -742,12 +895,27 @@ impl Config {
                 "only used in generic mode (with upstream); Composio mode sends its own",
             ));
         }
+        if self.header_file.is_some() {
+            return Err(ConfigError::new(
+                "header_file",
+                "only used in generic mode (with upstream); Composio mode sends its own",
+            ));
+        }
         Ok(())
     }
 
     fn validate_generic(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.upstream {
             check_http_url("upstream", url)?;
+            let plain = url::Url::parse(url)
+                .is_ok_and(|url| url.scheme() == "http" && !is_loopback_url(&url));
+            if plain && !self.allow_http {
+                return Err(ConfigError::new(
+                    "upstream",
+                    "plain http to a non-loopback host would send the headers unencrypted; use \
+                     https, or set allow_http (--allow-http) to accept that",
+                ));
+            }
         }
         if !self.require.is_empty() {
             return Err(ConfigError::new(
@@ -755,23 +923,106 @@ impl Config {
                 "only used in Composio mode; generic mode (upstream) has no toolkits to wait for",
             ));
         }
-        for line in &self.headers {
-            let Some((name, _value)) = line.split_once(':') else {
-                return Err(ConfigError::new(
-                    "headers",
-                    format!("{:?} is not `Name: value`", redact_header_line(line)),
-                ));
+        self.generic_target().map(drop)
+    }
+
+    /// The access and limit keys, checked by the proxy library's rules (one rule each, the
+    /// same in every mode).
+    fn validate_proxy(&self) -> Result<(), ConfigError> {
+        use toolgate_proxy::config::ConfigError as Proxy;
+        self.proxy_config().validate().map_err(|error| {
+            let key = match &error {
+                Proxy::BadPath(_) => "path",
+                Proxy::BadOrigin(_) => "allowed_origins",
+                Proxy::BadHost(_) => "allowed_hosts",
+                Proxy::ZeroBodyLimit => "max_body_bytes",
+                Proxy::WeakToken(_) => "token",
             };
-            if http::HeaderName::from_bytes(name.trim().as_bytes()).is_err()
-                || name.trim().is_empty()
-            {
-                return Err(ConfigError::new(
-                    "headers",
-                    format!("{:?} is not a valid header name", name.trim()),
-                ));
-            }
+            ConfigError::new(key, error.to_string())
+        })?;
+        if !self.listen.ip().is_loopback() && self.token.is_none() {
+            return Err(ConfigError::new(
+                "token",
+                format!(
+                    "required when listening on a non-loopback address ({}); set TOOLGATE_TOKEN \
+                     (or the variable --token-env names)",
+                    self.listen
+                ),
+            ));
         }
         Ok(())
+    }
+
+    /// The proxy library's configuration of the MCP endpoint over HTTP.
+    pub(crate) fn proxy_config(&self) -> ProxyConfig {
+        ProxyConfig {
+            mcp_path: self.path.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            bearer_token: self.token.clone(),
+            max_body_bytes: self.max_body_bytes,
+            wait: self.wait_mode(),
+            connect_timeout: self.connect_timeout,
+            drain_timeout: self.drain_timeout,
+            ..ProxyConfig::default()
+        }
+    }
+
+    /// The proxy library's configuration of the stdio bridge.
+    pub(crate) fn stdio_config(&self) -> StdioConfig {
+        let defaults = StdioConfig::default();
+        StdioConfig {
+            wait: self.wait_mode(),
+            connect_timeout: self.connect_timeout,
+            // Session creation can take a few Composio round trips (with retries).
+            upstream_wait: match self.mode() {
+                Mode::Composio => COMPOSIO_UPSTREAM_WAIT,
+                Mode::Generic => defaults.upstream_wait,
+            },
+            ..defaults
+        }
+    }
+
+    /// What a blocked call meets: `[gate]` in Composio mode; generic mode's gate never closes.
+    pub(crate) fn wait_mode(&self) -> WaitMode {
+        match (self.mode(), self.gate.mode) {
+            (Mode::Generic, _) | (_, GateMode::Block) => WaitMode::Off,
+            (Mode::Composio, GateMode::Wait) => WaitMode::Hold {
+                timeout: self.gate.wait_timeout,
+                progress_interval: WAIT_PROGRESS_INTERVAL,
+            },
+        }
+    }
+
+    /// Generic mode's upstream (`None` in Composio mode): the URL, and the headers of
+    /// `header_file` then `headers` (a later same-named header replaces an earlier one), with
+    /// `${VAR}` expanded from the environment.
+    pub(crate) fn generic_target(&self) -> Result<Option<UpstreamTarget>, ConfigError> {
+        let Some(upstream) = &self.upstream else {
+            return Ok(None);
+        };
+        let url = url::Url::parse(upstream).map_err(|error| {
+            ConfigError::new("upstream", format!("{upstream:?} is not a URL: {error}"))
+        })?;
+        let lookup = |name: &str| std::env::var(name).ok();
+        let mut headers = Vec::new();
+        if let Some(path) = &self.header_file {
+            let file_error = |error: &dyn fmt::Display| {
+                ConfigError::new(
+                    "header_file",
+                    format!("{} (--header-file): {error}", path.display()),
+                )
+            };
+            let contents = std::fs::read_to_string(path).map_err(|error| file_error(&error))?;
+            headers
+                .extend(parse_header_file(&contents, &lookup).map_err(|error| file_error(&error))?);
+        }
+        for line in &self.headers {
+            let header = parse_header_arg(line, &lookup)
+                .map_err(|error| ConfigError::new("headers", format!("--header: {error}")))?;
+            headers.push(header);
+        }
+        Ok(Some(UpstreamTarget::new(url, header_map(headers))))
     }
 
     /// The effective configuration as TOML, secrets replaced by `<redacted>`.
@@ -780,10 +1031,13 @@ impl Config {
     }
 }
 
-fn redact_header_line(line: &str) -> String {
-    match line.split_once(':') {
-        Some((name, _)) => format!("{name}: {REDACTED}"),
-        None => REDACTED.to_owned(),
+/// Whether the URL's host is this machine.
+fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

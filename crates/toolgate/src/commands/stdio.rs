@@ -1,63 +1,40 @@
 //! `toolgate stdio`: the stdio face for clients that only launch local processes (Claude
-//! Desktop). Generic mode, `--upstream URL --header 'Name: value'`, is a drop-in for
-//! `npx mcp-remote URL --header ...` with the same header conventions.
+//! Desktop). In Composio mode (the default) it bridges to the Composio session and serves the
+//! connections page and OAuth callback on the listen address; in generic mode (`upstream`,
+//! e.g. `--upstream URL --header 'Name: value'`) it is a drop-in for
+//! `npx mcp-remote URL --header ...` with the same header conventions. Both modes read the same
+//! layered configuration ([`crate::config::load_with`]), quiet (`warn`) by default.
 //!
 //! stdout belongs to MCP messages: logs go to stderr, a panic message goes to stderr, and only
 //! the bridge's writer task touches stdout. The process exits explicitly once the bridge
 //! returns, because a pending read on tokio's stdin would otherwise hold the runtime open.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use toolgate_proxy::events::{NoEvents, ProxyEvents};
 use toolgate_proxy::gate::GateState;
-use toolgate_proxy::header_args::{header_map, parse_header_arg, parse_header_file};
 use toolgate_proxy::stdio::{StdioConfig, StdioExit, run_stdio};
 use toolgate_proxy::upstream::UpstreamTarget;
-use tracing_subscriber::EnvFilter;
-use url::Url;
+
+use super::gateway::{self, Listening};
+use crate::config::{self, Config, ConfigArgs, Flags, HttpArgs, LogSection};
+use crate::metrics::Metrics;
+use crate::runtime::{self, Wiring};
 
 /// Arguments of `toolgate stdio`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StdioArgs {
-    /// The upstream Streamable HTTP MCP endpoint, e.g. `https://example.com/mcp`. Without it,
-    /// toolgate runs in Composio mode from the configuration (file, environment, flags below).
-    #[arg(long)]
-    pub(crate) upstream: Option<String>,
-    /// A header added to every upstream request: `Name: value` or `Name:value`; `${VAR}` in the
-    /// value is replaced by that environment variable. Repeatable; overrides `--header-file`.
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub(crate) headers: Vec<String>,
-    /// A file of headers, one `Name: value` per line (`#` comments), to keep secrets out of the
-    /// process list.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) header_file: Option<PathBuf>,
-    /// Allow a plain-HTTP upstream that is not on this machine (headers would cross the network
-    /// unencrypted).
-    #[arg(long)]
-    pub(crate) allow_http: bool,
-    /// Log filter for stderr, e.g. `info` or `toolgate_proxy=debug`. `RUST_LOG` wins when set.
-    /// Quiet (`warn`) by default: Claude Desktop shows stderr in its MCP log.
-    /// In Composio mode the configuration's `log.level` applies when neither is set.
-    #[arg(long, env = "TOOLGATE_LOG_LEVEL")]
-    pub(crate) log_level: Option<String>,
-    /// Composio mode: where the connections page and the OAuth callback listen (default
-    /// 127.0.0.1:8787; the MCP traffic itself stays on stdin/stdout).
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) listen: Option<std::net::SocketAddr>,
-    /// Composio mode's configuration flags (`--config`, `--user-id`, `--require`, ...).
+    /// The configuration flags (in Composio mode, `--listen` is where the connections page and
+    /// the OAuth callback listen; the MCP traffic itself stays on stdin/stdout).
     #[command(flatten)]
-    pub(crate) composio: super::gateway::ComposioFlags,
+    pub(crate) config: ConfigArgs,
 }
 
 /// The default log level of the stdio face: Claude Desktop shows stderr in its MCP log.
-pub(crate) const QUIET_LOG_LEVEL: &str = "warn";
-
-/// Exit code for a usage or configuration error (`EX_USAGE`).
-const EXIT_USAGE: u8 = 64;
+const QUIET_LOG_LEVEL: &str = "warn";
 
 /// Sends panic messages to stderr only. Installed before anything else runs: a panic message
 /// on stdout would corrupt the client's message stream.
@@ -69,48 +46,138 @@ pub(crate) fn install_panic_hook() {
 
 pub(crate) fn run(args: StdioArgs) -> ExitCode {
     install_panic_hook();
-    let Some(upstream) = args.upstream.clone() else {
-        return super::gateway::run_composio_stdio(&args);
+    let flags = Flags {
+        config: &args.config,
+        http: &HttpArgs::default(),
     };
-    init_logging(args.log_level.as_deref().unwrap_or(QUIET_LOG_LEVEL));
-    let target = match upstream_target(&args, &upstream) {
-        Ok(target) => target,
-        Err(message) => {
-            let _ = writeln!(std::io::stderr(), "toolgate stdio: {message}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let defaults = Config {
+        log: LogSection {
+            level: QUIET_LOG_LEVEL.to_owned(),
+            ..LogSection::default()
+        },
+        ..Config::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut config = match config::load_with(flags, &defaults) {
+        Ok(config) => config,
+        Err(error) => return super::config_error(&error),
+    };
+    // RUST_LOG is how people debug a server their MCP client launched: it wins here.
+    if let Some(filter) = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|filter| !filter.is_empty())
     {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(std::io::stderr(), "toolgate stdio: cannot start: {error}");
-            return ExitCode::FAILURE;
-        }
+        config.log.level = filter;
+    }
+    crate::logging::init(&config.log);
+    let target = match config.generic_target() {
+        Ok(target) => target,
+        Err(error) => return super::config_error(&error),
     };
-    let code = runtime.block_on(async {
-        tracing::info!(upstream = ?target, "bridging stdio to the upstream");
-        let (_upstream_tx, upstream_rx) = watch::channel(Some(target));
-        // Generic mode has no Composio session and nothing to connect: the gate is always open.
-        let (_gate_tx, gate_rx) = watch::channel(GateState::Open);
-        bridge(
-            StdioConfig::default(),
-            upstream_rx,
-            gate_rx,
-            Arc::new(NoEvents),
-        )
-        .await
+    let runtime = match gateway::runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let code = runtime.block_on(async move {
+        match target {
+            Some(target) => generic(&config, target).await,
+            None => composio(config).await,
+        }
     });
     // Exit now: tokio's stdin read cannot be cancelled, and dropping the runtime would wait
     // for it. Everything worth flushing was flushed by the bridge's writer.
     std::process::exit(code)
 }
 
+/// Generic mode: no Composio session and nothing to connect, so the gate is always open.
+async fn generic(config: &Config, target: UpstreamTarget) -> i32 {
+    tracing::info!(upstream = ?target, "bridging stdio to the upstream");
+    let (_upstream_tx, upstream_rx) = watch::channel(Some(target));
+    let (_gate_tx, gate_rx) = watch::channel(GateState::Open);
+    bridge(
+        config.stdio_config(),
+        upstream_rx,
+        gate_rx,
+        Arc::new(NoEvents),
+    )
+    .await
+}
+
+/// Composio mode: the bridge to the session, the pages next to it, until the bridge ends or
+/// the startup fails.
+async fn composio(mut config: Config) -> i32 {
+    // The pages are a convenience next to stdio: when the port is taken (a second client
+    // launched toolgate), the bridge still works and the links still appear in blocked
+    // answers; only the redirect after authorizing lands nowhere.
+    let listening = match gateway::bind(&config).await {
+        Ok(listening) => {
+            config.listen = listening.addr;
+            Some(listening)
+        }
+        Err(message) => {
+            tracing::warn!("{message}: the connections page and OAuth callback are unavailable");
+            None
+        }
+    };
+    let metrics = Metrics::new();
+    let wiring = match runtime::start(&config, metrics.clone(), config.require.clone()) {
+        Ok(wiring) => wiring,
+        Err(error) => {
+            eprintln!("toolgate: {error:#}");
+            return i32::from(super::EXIT_CONFIG);
+        }
+    };
+    if let Some(listening) = listening
+        && let Err(code) = serve_pages(&config, &wiring, metrics, listening)
+    {
+        return code;
+    }
+    let Wiring {
+        upstream_rx,
+        gate_rx,
+        events,
+        mut task,
+        actions,
+        ..
+    } = wiring;
+    let code = tokio::select! {
+        code = bridge(config.stdio_config(), upstream_rx, gate_rx, events) => code,
+        outcome = &mut task => match outcome {
+            Ok(Err(error)) => return i32::from(gateway::fatal_code(&error)),
+            _ => 1,
+        },
+    };
+    if let Some(tracker) = actions.get() {
+        tracker.shutdown();
+    }
+    code
+}
+
+/// Serves the connections page and the OAuth callback (and the MCP endpoint) on `listening`
+/// for the life of the process.
+fn serve_pages(
+    config: &Config,
+    wiring: &Wiring,
+    metrics: Metrics,
+    listening: Listening,
+) -> Result<(), i32> {
+    let app = gateway::app(config, wiring, metrics).map_err(|message| {
+        eprintln!("toolgate: invalid configuration: {message}");
+        i32::from(super::EXIT_CONFIG)
+    })?;
+    let base_url = format!("http://{}", listening.addr);
+    eprintln!("toolgate: connections page {base_url}/connections");
+    tokio::spawn(gateway::announce(wiring.status_rx.clone(), base_url));
+    tokio::spawn(crate::web::serve(
+        listening.listener,
+        app,
+        std::future::pending::<()>(),
+        config.drain_timeout,
+    ));
+    Ok(())
+}
+
 /// Bridges the process's stdin/stdout until EOF or SIGINT/SIGTERM; returns the exit code.
-/// The caller exits the process with it right away (see the module docs). Composio mode calls
-/// this with the session's upstream and gate channels.
+/// The caller exits the process with it right away (see the module docs).
 pub(crate) async fn bridge(
     config: StdioConfig,
     upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
@@ -187,113 +254,4 @@ fn stdout_writer() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
         }
     }
     Box::new(tokio::io::stdout())
-}
-
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::builder().parse(level))
-        .unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
-}
-
-/// The upstream URL and headers from the flags, or a one-line reason they cannot work.
-fn upstream_target(args: &StdioArgs, upstream: &str) -> Result<UpstreamTarget, String> {
-    let url = Url::parse(upstream)
-        .map_err(|error| format!("--upstream {upstream:?} is not a URL: {error}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if args.allow_http || is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "--upstream {}: plain HTTP to another machine would send the headers \
-                 unencrypted; use https or pass --allow-http",
-                toolgate_proxy::upstream::redacted_url(&url)
-            ));
-        }
-        other => return Err(format!("--upstream: unsupported scheme {other:?}")),
-    }
-    let lookup = |name: &str| std::env::var(name).ok();
-    let mut headers = Vec::new();
-    if let Some(path) = &args.header_file {
-        let contents = std::fs::read_to_string(path)
-            .map_err(|error| format!("--header-file {}: {error}", path.display()))?;
-        headers.extend(
-            parse_header_file(&contents, &lookup)
-                .map_err(|error| format!("--header-file {}: {error}", path.display()))?,
-        );
-    }
-    for arg in &args.headers {
-        headers.push(parse_header_arg(arg, &lookup).map_err(|error| format!("--header: {error}"))?);
-    }
-    Ok(UpstreamTarget::new(url, header_map(headers)))
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(upstream: &str, headers: &[&str]) -> StdioArgs {
-        StdioArgs {
-            upstream: Some(upstream.to_owned()),
-            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
-            header_file: None,
-            allow_http: false,
-            log_level: None,
-            listen: None,
-            composio: super::super::gateway::ComposioFlags::default(),
-        }
-    }
-
-    fn target_of(args: &StdioArgs) -> Result<UpstreamTarget, String> {
-        upstream_target(args, args.upstream.as_deref().unwrap_or_default())
-    }
-
-    #[test]
-    fn plain_http_only_to_loopback_unless_allowed() {
-        assert!(target_of(&args("http://127.0.0.1:3001/mcp", &[])).is_ok());
-        assert!(target_of(&args("http://localhost/mcp", &[])).is_ok());
-        assert!(target_of(&args("https://mcp.example/mcp", &[])).is_ok());
-        let error = target_of(&args("http://mcp.example/mcp", &[])).unwrap_err();
-        assert!(error.contains("--allow-http"), "{error}");
-        let mut allowed = args("http://mcp.example/mcp", &[]);
-        allowed.allow_http = true;
-        assert!(target_of(&allowed).is_ok());
-        assert!(target_of(&args("ftp://x/mcp", &[])).is_err());
-        assert!(target_of(&args("not a url", &[])).is_err());
-    }
-
-    #[test]
-    fn headers_from_flags_and_file_later_flags_win() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("headers");
-        std::fs::write(&file, "# secrets\nX-Team: red\nX-File: yes\n").unwrap();
-        let mut with_file = args("https://mcp.example/mcp", &["X-Team:blue", "X-A: 1"]);
-        with_file.header_file = Some(file);
-        let target = target_of(&with_file).unwrap();
-        assert_eq!(target.headers["x-team"], "blue");
-        assert_eq!(target.headers["x-file"], "yes");
-        assert_eq!(target.headers["x-a"], "1");
-        let error = target_of(&args("https://mcp.example/mcp", &["broken"])).unwrap_err();
-        assert!(error.starts_with("--header:"), "{error}");
-        let mut missing = args("https://mcp.example/mcp", &[]);
-        missing.header_file = Some(dir.path().join("absent"));
-        assert!(
-            target_of(&missing)
-                .unwrap_err()
-                .starts_with("--header-file")
-        );
-    }
 }

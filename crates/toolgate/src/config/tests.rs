@@ -373,3 +373,166 @@ fn empty_environment_variables_count_as_unset() {
         Ok(())
     });
 }
+
+fn generic_flags(upstream: &str, headers: &[&str]) -> ConfigArgs {
+    ConfigArgs {
+        upstream: Some(upstream.to_owned()),
+        headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+        ..ConfigArgs::default()
+    }
+}
+
+fn load_generic(config: &ConfigArgs, http: &HttpArgs) -> Result<Config, ConfigError> {
+    load_with(Flags { config, http }, &Config::default())
+}
+
+#[test]
+fn generic_mode_is_layered_like_composio_mode() {
+    jail(|jail| {
+        jail.create_file(
+            "toolgate.toml",
+            "upstream = \"http://127.0.0.1:3001/mcp\"\npath = \"/from-file\"\nmax_body_bytes = 1000\n",
+        )
+        .map_err(|e| ConfigError::new("jail", e.to_string()))?;
+        let config = load(&args())?;
+        assert_eq!(config.mode(), Mode::Generic);
+        assert_eq!(config.proxy_config().mcp_path, "/from-file");
+        assert_eq!(config.proxy_config().max_body_bytes, 1000);
+        jail.set_env("TOOLGATE_MAX_BODY_BYTES", "2000");
+        jail.set_env("TOOLGATE_CONNECT_TIMEOUT", "3s");
+        jail.set_env("TOOLGATE_ALLOWED_ORIGINS", "https://app.example");
+        let config = load(&args())?;
+        assert_eq!(config.proxy_config().max_body_bytes, 2000);
+        assert_eq!(
+            config.stdio_config().connect_timeout,
+            Duration::from_secs(3)
+        );
+        let http = HttpArgs {
+            mcp_path: Some("/from-flag".into()),
+            max_body_bytes: Some(3000),
+            allowed_origins: vec!["https://other.example".into()],
+            ..HttpArgs::default()
+        };
+        let config = load_generic(&args(), &http)?;
+        let proxy = config.proxy_config();
+        assert_eq!(proxy.mcp_path, "/from-flag");
+        assert_eq!(proxy.max_body_bytes, 3000);
+        assert_eq!(
+            proxy.allowed_origins,
+            ["https://app.example", "https://other.example"],
+            "--allow-origin adds to the configured list"
+        );
+        assert_eq!(proxy.wait, WaitMode::Off, "generic mode never holds calls");
+        Ok(())
+    });
+}
+
+#[test]
+fn token_env_names_the_variable_and_the_strength_rule_holds() {
+    jail(|jail| {
+        jail.set_env("MY_TOKEN", "token-from-my-var-0123");
+        let http = HttpArgs {
+            token_env: Some("MY_TOKEN".into()),
+            ..HttpArgs::default()
+        };
+        let flags = generic_flags("http://127.0.0.1:1/mcp", &[]);
+        let config = load_generic(&flags, &http)?;
+        let token = config.token.as_ref().map(|t| t.expose_secret().to_owned());
+        assert_eq!(token.as_deref(), Some("token-from-my-var-0123"));
+        jail.set_env("MY_TOKEN", "short");
+        assert_eq!(key_of(load_generic(&flags, &http)), "token");
+        // The same rule in Composio mode.
+        jail.set_env("COMPOSIO_API_KEY", KEY);
+        jail.set_env("TOOLGATE_USER_ID", "u");
+        jail.set_env("TOOLGATE_TOKEN", "short");
+        assert_eq!(key_of(load(&args())), "token");
+        Ok(())
+    });
+}
+
+#[test]
+fn plain_http_only_to_loopback_unless_allowed() {
+    jail(|_| {
+        let none = HttpArgs::default();
+        for url in [
+            "http://127.0.0.1:3001/mcp",
+            "http://localhost/mcp",
+            "https://mcp.example/mcp",
+        ] {
+            assert!(
+                load_generic(&generic_flags(url, &[]), &none).is_ok(),
+                "{url}"
+            );
+        }
+        let error = load_generic(&generic_flags("http://mcp.example/mcp", &[]), &none).unwrap_err();
+        assert_eq!(error.key, "upstream");
+        assert!(error.message.contains("--allow-http"), "{error}");
+        let mut allowed = generic_flags("http://mcp.example/mcp", &[]);
+        allowed.allow_http = true;
+        assert!(load_generic(&allowed, &none).is_ok());
+        for bad in ["ftp://x/mcp", "not a url"] {
+            assert_eq!(
+                key_of(load_generic(&generic_flags(bad, &[]), &none)),
+                "upstream"
+            );
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn headers_from_file_then_flags() {
+    jail(|jail| {
+        jail.create_file("headers", "# secrets\nX-Team: red\nX-File: yes\n")
+            .map_err(|e| ConfigError::new("jail", e.to_string()))?;
+        let none = HttpArgs::default();
+        let mut flags = generic_flags("https://mcp.example/mcp", &["X-Team:blue", "X-A: 1"]);
+        flags.header_file = Some("headers".into());
+        let target = load_generic(&flags, &none)?
+            .generic_target()?
+            .expect("generic");
+        assert_eq!(target.headers["x-team"], "blue");
+        assert_eq!(target.headers["x-file"], "yes");
+        assert_eq!(target.headers["x-a"], "1");
+        let broken = load_generic(
+            &generic_flags("https://mcp.example/mcp", &["broken"]),
+            &none,
+        );
+        let error = broken.unwrap_err();
+        assert_eq!(error.key, "headers");
+        assert!(error.message.starts_with("--header:"), "{error}");
+        flags.header_file = Some("absent".into());
+        let error = load_generic(&flags, &none).unwrap_err();
+        assert_eq!(error.key, "header_file");
+        assert!(error.message.contains("--header-file"), "{error}");
+        // Composio mode sends its own headers.
+        jail.set_env("COMPOSIO_API_KEY", KEY);
+        jail.set_env("TOOLGATE_USER_ID", "u");
+        jail.set_env("TOOLGATE_HEADER_FILE", "headers");
+        assert_eq!(key_of(load(&args())), "header_file");
+        Ok(())
+    });
+}
+
+#[test]
+fn missing_required_keys_are_listed_not_just_the_first() {
+    jail(|jail| {
+        let config = extract(
+            Flags {
+                config: &args(),
+                http: &HttpArgs::default(),
+            },
+            &Config::default(),
+        )?;
+        let missing: Vec<&str> = config
+            .missing_required()
+            .iter()
+            .map(|(key, _)| *key)
+            .collect();
+        assert_eq!(missing, ["composio.api_key", "user_id"]);
+        jail.set_env("TOOLGATE_UPSTREAM", "http://127.0.0.1:1/mcp");
+        let generic = load(&args())?;
+        assert!(generic.missing_required().is_empty());
+        Ok(())
+    });
+}
