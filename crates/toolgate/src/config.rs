@@ -825,6 +825,27 @@ impl Config {
         for slug in &self.require {
             check_slug("require", slug)?;
         }
+        self.validate_session()?;
+        if let Some(url) = &self.callback_url {
+            check_http_url("callback_url", url)?;
+        }
+        if !self.headers.is_empty() {
+            return Err(ConfigError::new(
+                "headers",
+                "only used in generic mode (with upstream); Composio mode sends its own",
+            ));
+        }
+        if self.header_file.is_some() {
+            return Err(ConfigError::new(
+                "header_file",
+                "only used in generic mode (with upstream); Composio mode sends its own",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[session]` and how it fits `require`.
+    fn validate_session(&self) -> Result<(), ConfigError> {
         for slug in self
             .session
             .toolkits_enable
@@ -884,21 +905,6 @@ impl Config {
             return Err(ConfigError::new(
                 "session.id",
                 format!("{id:?} is not a session id (trs_...)"),
-            ));
-        }
-        if let Some(url) = &self.callback_url {
-            check_http_url("callback_url", url)?;
-        }
-        if !self.headers.is_empty() {
-            return Err(ConfigError::new(
-                "headers",
-                "only used in generic mode (with upstream); Composio mode sends its own",
-            ));
-        }
-        if self.header_file.is_some() {
-            return Err(ConfigError::new(
-                "header_file",
-                "only used in generic mode (with upstream); Composio mode sends its own",
             ));
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The gateway's state as the operator sees it: one [`StatusView`] that the connections page,
 //! `/readyz`, the startup table and `toolgate status` all render, so they never disagree.
 //!
-//! It is derived from the session crate's tracker snapshot (see `composio.rs`); keeping our own
+//! It is derived from the session crate's tracker snapshot (`runtime::status_view`); keeping our own
 //! small view type means the pages do not depend on the tracker's internals and are easy to
 //! test.
 

@@ -5,7 +5,7 @@
 //! session's MCP URL to [`McpEndpoint::handle`] together with a [`McpWorld`], through which the
 //! tools read live state (is this toolkit connected for this user right now?).
 //!
-//! # Note to the REST side (helper A) — how to wire this
+//! # How the REST side wires this
 //! - Build one `McpEndpoint::new(world, shutdown_token)` at startup (`world`: your store as
 //!   `Arc<dyn McpWorld>`; `shutdown_token`: cancelled when the sandbox stops, which ends every
 //!   open MCP stream). If the sandbox is reached by a name other than `localhost`/`127.0.0.1`/

@@ -67,7 +67,7 @@ const MAX_WAIT_SECONDS: u64 = 600;
 /// change notification; the SDKs' own wait polls every second).
 const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-// === argument shapes (composio-api.md §7) ===
+// === argument shapes (as Composio's meta tools take them) ===
 
 #[derive(Debug, Deserialize, JsonSchema)]
 struct SearchToolsArgs {

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -228,15 +229,21 @@ pub(crate) async fn run_http(
     if config.mode() == Mode::Composio {
         tokio::spawn(announce(wiring.status_rx.clone(), base_url));
     }
+    let drain = config.drain_timeout;
+    serve_until_stopped(listening.listener, app, wiring, drain).await
+}
+
+/// Serves until SIGINT/SIGTERM (then drains) or a fatal startup error; stops the tracker.
+async fn serve_until_stopped(
+    listener: TcpListener,
+    app: Arc<App>,
+    wiring: Wiring,
+    drain: Duration,
+) -> ExitCode {
     let Wiring {
         mut task, actions, ..
     } = wiring;
-    let server = web::serve(
-        listening.listener,
-        app,
-        crate::signals::shutdown_signal(),
-        config.drain_timeout,
-    );
+    let server = web::serve(listener, app, crate::signals::shutdown_signal(), drain);
     tokio::pin!(server);
     let code = tokio::select! {
         () = &mut server => ExitCode::SUCCESS,

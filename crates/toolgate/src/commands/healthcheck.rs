@@ -7,10 +7,6 @@
 //! `TOOLGATE_*` environment) but only the `listen` key, so it probes the address the server
 //! was configured with and never fails on an unrelated key. A wildcard listen address
 //! (`0.0.0.0`, `[::]`) is probed on the matching loopback address.
-//!
-//! Note for the binary's owner (helper F): added by helper G (deploy/); its only links to the
-//! rest of the binary are the `Healthcheck` variant in `cli.rs` and the match arm in
-//! `commands/mod.rs`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;

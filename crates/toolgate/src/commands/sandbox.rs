@@ -77,15 +77,15 @@ async fn serve(args: SandboxArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
+/// Logs go to stderr through the binary's one logging setup; `RUST_LOG` overrides the
+/// default `info` level (the sandbox reads no toolgate configuration).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Ignoring the error is right: it only means a subscriber is already installed.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(filter)
-        .try_init();
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|filter| !filter.is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    crate::logging::init(&crate::config::LogSection {
+        level,
+        ..crate::config::LogSection::default()
+    });
 }

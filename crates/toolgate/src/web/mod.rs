@@ -218,43 +218,44 @@ impl App {
             }
             (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
             (method, "/connections" | "/connections/disconnect" | "/callback") => {
-                let (headers, uri) = (request.headers(), request.uri());
-                if let Err(denial) = self.access.check(headers, uri, Requirement::Site, None) {
-                    return refusal_response(denial.refusal);
-                }
-                let query = uri.query().map(str::to_owned);
-                // The one-time `?token=` login for browsers.
-                if method == Method::GET
-                    && path == "/connections"
-                    && self.access.has_token()
-                    && let Some(candidate) = query_param(query.as_deref(), "token")
-                {
-                    return self.token_login(&candidate);
-                }
-                let cookie = guard::cookie_token(headers);
-                if let Err(denial) = self.access.check(headers, uri, Requirement::Full, cookie) {
-                    return refusal_response(denial.refusal);
-                }
-                match (method, path.as_str()) {
-                    (Method::GET | Method::HEAD, "/connections") => {
-                        self.connections(query.as_deref())
-                    }
-                    (Method::GET | Method::HEAD, "/connections/disconnect") => {
-                        self.confirm_disconnect(query.as_deref())
-                    }
-                    (Method::POST, "/connections/disconnect") => self.disconnect(request).await,
-                    (Method::GET | Method::HEAD, "/callback") => {
-                        self.callback(query.as_deref()).await
-                    }
-                    (_, "/connections/disconnect") => method_not_allowed("GET, POST"),
-                    _ => method_not_allowed("GET"),
-                }
+                self.page(method, &path, request).await
             }
             _ => response(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
                 "not found\n",
             ),
+        }
+    }
+
+    /// The pages: Host and Origin first, then the one-time `?token=` login or the token.
+    async fn page(&self, method: Method, path: &str, request: Request<Incoming>) -> Response<Body> {
+        let (headers, uri) = (request.headers(), request.uri());
+        if let Err(denial) = self.access.check(headers, uri, Requirement::Site, None) {
+            return refusal_response(denial.refusal);
+        }
+        let query = uri.query().map(str::to_owned);
+        // The one-time `?token=` login for browsers.
+        if method == Method::GET
+            && path == "/connections"
+            && self.access.has_token()
+            && let Some(candidate) = query_param(query.as_deref(), "token")
+        {
+            return self.token_login(&candidate);
+        }
+        let cookie = guard::cookie_token(headers);
+        if let Err(denial) = self.access.check(headers, uri, Requirement::Full, cookie) {
+            return refusal_response(denial.refusal);
+        }
+        match (method, path) {
+            (Method::GET | Method::HEAD, "/connections") => self.connections(query.as_deref()),
+            (Method::GET | Method::HEAD, "/connections/disconnect") => {
+                self.confirm_disconnect(query.as_deref())
+            }
+            (Method::POST, "/connections/disconnect") => self.disconnect(request).await,
+            (Method::GET | Method::HEAD, "/callback") => self.callback(query.as_deref()).await,
+            (_, "/connections/disconnect") => method_not_allowed("GET, POST"),
+            _ => method_not_allowed("GET"),
         }
     }
 
