@@ -42,6 +42,7 @@ use subtle::ConstantTimeEq;
 use crate::config::ProxyConfig;
 use crate::events::{NoEvents, ProxyEvents, RequestKind, RequestRecord};
 use crate::gateway::ProxyBody;
+use crate::mcp::error::{ErrorKind, McpError};
 
 /// Shortest inbound token accepted, in every mode: long enough that guessing is hopeless.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -127,27 +128,22 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The HTTP status of this refusal.
-    pub fn status(self) -> StatusCode {
+    /// The error this refusal is, in the one error type of both faces (which owns its
+    /// JSON-RPC code, HTTP status and message).
+    pub fn error(self) -> ErrorKind {
         match self {
-            Refusal::MalformedHost => StatusCode::BAD_REQUEST,
-            Refusal::Host | Refusal::Origin => StatusCode::FORBIDDEN,
-            Refusal::Token => StatusCode::UNAUTHORIZED,
+            Refusal::MalformedHost => ErrorKind::MalformedHost,
+            Refusal::Host => {
+                ErrorKind::Forbidden("this Host is not allowed (DNS rebinding protection)")
+            }
+            Refusal::Origin => ErrorKind::Forbidden("this Origin is not allowed"),
+            Refusal::Token => ErrorKind::Unauthorized,
         }
     }
 
-    /// One sentence for the client saying what was refused and why.
-    pub fn message(self) -> &'static str {
-        match self {
-            Refusal::MalformedHost => {
-                "Bad Request: the request needs exactly one Host header of the form name[:port]"
-            }
-            Refusal::Host => "Forbidden: this Host is not allowed (DNS rebinding protection)",
-            Refusal::Origin => "Forbidden: this Origin is not allowed",
-            Refusal::Token => {
-                "Unauthorized: a valid 'Authorization: Bearer <token>' header is required"
-            }
-        }
+    /// The HTTP status of this refusal.
+    pub fn status(self) -> StatusCode {
+        self.error().http_status()
     }
 }
 
@@ -164,13 +160,9 @@ impl Denial {
     /// The refusal as a JSON-RPC error body (id `null`: the body was not read), with the CORS
     /// and `WWW-Authenticate` headers it needs.
     pub fn json_response(&self) -> Response<ProxyBody> {
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": {"code": -32000, "message": self.refusal.message()},
-        });
-        let mut response = Response::new(full(body.to_string()));
-        *response.status_mut() = self.refusal.status();
+        let error = McpError::new(None, self.refusal.error());
+        let mut response = Response::new(full(error.to_json()));
+        *response.status_mut() = error.kind.http_status();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -213,6 +213,11 @@ fn denials_say_why_and_carry_cors_only_past_the_origin_check() {
         .unwrap_err();
     let response = denial.json_response();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "a JSON-RPC error body"
+    );
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
     assert_eq!(
         response.headers()["access-control-allow-origin"],
@@ -236,7 +241,10 @@ fn denials_say_why_and_carry_cors_only_past_the_origin_check() {
         Refusal::Token,
     ] {
         assert!(refusal.status().is_client_error());
-        assert!(!refusal.message().is_empty());
+        let body: serde_json::Value =
+            serde_json::from_slice(&McpError::new(None, refusal.error()).to_json()).unwrap();
+        assert_eq!(body["error"]["code"], -32000, "{refusal:?}");
+        assert!(body["id"].is_null());
     }
 }
 

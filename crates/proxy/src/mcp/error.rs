@@ -84,6 +84,9 @@ pub enum ErrorKind {
     /// Host or Origin refused (DNS-rebinding and cross-site protection).
     #[error("Forbidden: {0}")]
     Forbidden(&'static str),
+    /// The Host (or `:authority`) is missing, repeated or not `name[:port]`.
+    #[error("Bad Request: the request needs exactly one Host header of the form name[:port]")]
+    MalformedHost,
     /// The bearer token is missing or wrong.
     #[error("Unauthorized: a valid 'Authorization: Bearer <token>' header is required")]
     Unauthorized,
@@ -182,7 +185,7 @@ impl ErrorKind {
             | Self::MethodNotAllowed
             | Self::BatchBlocked
             | Self::ClientGone => INVALID_REQUEST,
-            Self::Forbidden(_) | Self::Unauthorized => ACCESS_DENIED,
+            Self::Forbidden(_) | Self::MalformedHost | Self::Unauthorized => ACCESS_DENIED,
             Self::NotReady { .. }
             | Self::Unreachable { .. }
             | Self::Timeout { .. }
@@ -203,6 +206,7 @@ impl ErrorKind {
             | Self::NotAMessage
             | Self::EmptyBatch
             | Self::BodyUnreadable(_)
+            | Self::MalformedHost
             | Self::ClientGone => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -242,6 +246,7 @@ impl ErrorKind {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BatchBlocked => "batch_blocked",
             Self::Forbidden(_) => "forbidden",
+            Self::MalformedHost => "malformed_host",
             Self::Unauthorized => "unauthorized",
             Self::NotReady { .. } => "not_ready",
             Self::Unreachable { .. } => "unreachable",
