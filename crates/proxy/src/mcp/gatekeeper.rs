@@ -573,6 +573,10 @@ impl Hold {
                 return HoldStep::Forward;
             }
             let now = tokio::time::Instant::now();
+            // The bound wins over a progress tick due at the same instant.
+            if now >= self.deadline || !self.gate_alive {
+                return self.finish();
+            }
             if let (Some(at), Some(token)) = (self.next_progress, &self.call.progress_token)
                 && now >= at
             {
@@ -580,9 +584,6 @@ impl Hold {
                 self.progress += 1;
                 let note = answer::progress_notification(token, self.progress, &self.pending);
                 return HoldStep::Progress(note);
-            }
-            if now >= self.deadline || !self.gate_alive {
-                return self.finish();
             }
             let wake = self
                 .next_progress
