@@ -7,11 +7,13 @@ mod support;
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use http::StatusCode;
 use serde_json::{Value, json};
 use support::{Harness, HarnessOptions, Recorded};
 use toolgate_proxy::config::{ProxyConfig, WaitMode};
 use toolgate_proxy::gate::{GateState, PendingToolkit};
+use toolgate_proxy::mcp::policy::{ToolCall, ToolPolicy};
 
 /// The next body chunk; a stalled stream fails the test instead of hanging it.
 async fn chunk(response: &mut reqwest::Response) -> Option<bytes::Bytes> {
@@ -893,4 +895,165 @@ async fn wait_mode_reframes_a_plain_json_upstream_answer_as_an_sse_event() {
     .unwrap();
     assert_eq!(answer["id"], "j");
     assert_eq!(answer["result"]["content"][0]["text"], "echo");
+}
+
+/// A test policy: while the gate is closed only `send_mail` is blocked; the answers to
+/// `missing` and `stream` are reviewed and replaced by a blocked answer naming `github`.
+struct TestPolicy;
+
+impl ToolPolicy for TestPolicy {
+    fn blocking(&self, call: ToolCall<'_>, gate: &GateState) -> Vec<PendingToolkit> {
+        match (gate, call.name) {
+            (GateState::Closed { pending }, Some("send_mail")) => pending.clone(),
+            _ => Vec::new(),
+        }
+    }
+    fn reviews_results(&self) -> bool {
+        true
+    }
+    fn wants_result(&self, call: ToolCall<'_>) -> bool {
+        matches!(call.name, Some("missing" | "stream" | "fine"))
+    }
+    fn review_result<'a>(
+        &'a self,
+        call: ToolCall<'a>,
+        response: &'a [u8],
+    ) -> BoxFuture<'a, Option<Vec<PendingToolkit>>> {
+        let replace = call.name == Some("stream")
+            || String::from_utf8_lossy(response).contains("\"missing\"");
+        Box::pin(async move {
+            replace.then(|| {
+                vec![PendingToolkit {
+                    slug: "github".into(),
+                    name: "GitHub".into(),
+                    connect_url: Some("https://connect.example/link/ln_gh".into()),
+                    status: "not connected".into(),
+                }]
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_tool_policy_decides_which_calls_block_and_reviews_results() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        policy: Some(std::sync::Arc::new(TestPolicy)),
+        ..HarnessOptions::default()
+    })
+    .await;
+    // Blocked by the policy, answered locally; another tool passes the closed gate.
+    let blocked: Value = harness
+        .post(&call(json!(1), "send_mail"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(blocked["result"]["isError"], true, "{blocked}");
+    let passed: Value = harness
+        .post(&call(json!(2), "fine"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        passed["result"]["content"][0]["text"], "fine",
+        "reviewed and kept: {passed}"
+    );
+    // A JSON answer replaced after review, with the caller's id.
+    let replaced: Value = harness
+        .post(&call(json!("m"), "missing"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replaced["id"], "m");
+    let text = replaced["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("https://connect.example/link/ln_gh"),
+        "{text}"
+    );
+    // An SSE answer: events before the answer pass as they are, the answer event keeps its id.
+    let mut response = harness
+        .post(&call(json!("s"), "stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut received = String::new();
+    while !received.contains("id: ev-1") {
+        received.push_str(std::str::from_utf8(&chunk(&mut response).await.unwrap()).unwrap());
+    }
+    harness.upstream.release_stream();
+    while let Some(chunk) = chunk(&mut response).await {
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(received.contains("id: ev-0\nretry: 500\n"), "{received}");
+    assert!(received.contains(": keep-alive comment"), "{received}");
+    let answer = received.split("id: ev-2\n").nth(1).unwrap();
+    assert!(
+        answer.starts_with(
+            "data: {\"jsonrpc\":\"2.0\",\"id\":\"s\",\"result\":{\"content\":[{\"type\":\"text\""
+        ),
+        "{received}"
+    );
+    assert!(answer.contains("ln_gh"), "{received}");
+    let sent: Vec<String> = harness
+        .upstream
+        .all()
+        .iter()
+        .map(|seen| String::from_utf8_lossy(&seen.body).into_owned())
+        .collect();
+    assert!(
+        sent.iter().all(|body| !body.contains("send_mail")),
+        "{sent:?}"
+    );
+}
+
+#[tokio::test]
+async fn blocked_and_local_answers_echo_ids_byte_for_byte() {
+    let harness = Harness::start(HarnessOptions {
+        gate: closed(),
+        ..HarnessOptions::default()
+    })
+    .await;
+    for id in [
+        r#""a\u0031""#,
+        "12345678901234567890123",
+        "1E2",
+        "-0",
+        "2.50",
+        "18446744073709551616",
+    ] {
+        let blocked = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"x"}}}}"#
+        );
+        let text = harness
+            .post_raw(&blocked)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.starts_with(&format!(r#"{{"jsonrpc":"2.0","id":{id},"#)),
+            "{text}"
+        );
+    }
+    harness.upstream_tx.send_replace(None);
+    let text = harness
+        .post_raw(r#"{"jsonrpc":"2.0","id":1E2,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#""id":1E2,"#), "{text}");
 }

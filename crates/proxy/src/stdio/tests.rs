@@ -23,6 +23,7 @@ use super::*;
 use crate::events::{NoEvents, ProxyEvents, RequestRecord};
 use crate::gate::PendingToolkit;
 use crate::mcp::error;
+use crate::mcp::policy::{AllPending, ToolCall, ToolPolicy};
 
 type Body = BoxBody<Bytes, Infallible>;
 /// Feeds frames into a streaming (SSE) response body.
@@ -398,18 +399,27 @@ impl Harness {
         config: StdioConfig,
         events: Arc<dyn ProxyEvents>,
     ) -> Self {
+        Self::start_with_policy(upstream, gate, config, events, Arc::new(AllPending))
+    }
+
+    fn start_with_policy(
+        upstream: Option<UpstreamTarget>,
+        gate: GateState,
+        config: StdioConfig,
+        events: Arc<dyn ProxyEvents>,
+        policy: Arc<dyn ToolPolicy>,
+    ) -> Self {
         let (stdin, bridge_in) = tokio::io::duplex(1 << 20);
         let (bridge_out, stdout) = tokio::io::duplex(1 << 20);
         let (upstream_tx, upstream_rx) = watch::channel(upstream);
         let (gate_tx, gate_rx) = watch::channel(gate);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_stdio(
+        let keeper = Gatekeeper::new(gate_rx, upstream_rx, config.wait, policy, events);
+        let task = tokio::spawn(run_stdio_with(
             bridge_in,
             bridge_out,
             config,
-            upstream_rx,
-            gate_rx,
-            events,
+            keeper,
             async move {
                 let _ = shutdown_rx.await;
             },
@@ -1171,5 +1181,134 @@ async fn a_listening_client_gets_its_session_restored_without_sending_anything()
             && r.header("mcp-session-id") == Some("s2")
     })
     .await;
+    h.close().await.unwrap();
+}
+
+/// Blocks only `send_mail` while closed; replaces the answer to `missing` after review.
+struct TestPolicy;
+
+impl ToolPolicy for TestPolicy {
+    fn blocking(&self, call: ToolCall<'_>, gate: &GateState) -> Vec<PendingToolkit> {
+        match (gate, call.name) {
+            (GateState::Closed { pending }, Some("send_mail")) => pending.clone(),
+            _ => Vec::new(),
+        }
+    }
+    fn reviews_results(&self) -> bool {
+        true
+    }
+    fn wants_result(&self, call: ToolCall<'_>) -> bool {
+        call.name == Some("missing")
+    }
+    fn review_result<'a>(
+        &'a self,
+        _call: ToolCall<'a>,
+        _response: &'a [u8],
+    ) -> futures_util::future::BoxFuture<'a, Option<Vec<PendingToolkit>>> {
+        Box::pin(async { Some(vec![gmail()]) })
+    }
+}
+
+#[tokio::test]
+async fn the_tool_policy_decides_which_calls_block_and_reviews_results() {
+    let (fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let closed = GateState::Closed {
+        pending: vec![gmail()],
+    };
+    let mut h = Harness::start_with_policy(
+        Some(target(&url)),
+        closed,
+        StdioConfig::default(),
+        Arc::new(NoEvents),
+        Arc::new(TestPolicy),
+    );
+    h.handshake(json!({})).await;
+    h.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_mail"}}))
+        .await;
+    let (blocked, _) = h.answer_to(json!(1)).await;
+    assert_eq!(blocked["result"]["isError"], true, "{blocked}");
+    h.send(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}))
+        .await;
+    let (passed, _) = h.answer_to(json!(2)).await;
+    assert_eq!(passed["result"]["content"][0]["text"], "echoed", "{passed}");
+    h.send(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"missing"}}))
+        .await;
+    let (replaced, _) = h.answer_to(json!(3)).await;
+    let text = replaced["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("https://connect.example/link/ln_1"),
+        "{replaced}"
+    );
+    let called: Vec<Value> = fake
+        .requests()
+        .iter()
+        .map(Logged::json)
+        .filter(|body| body["method"] == "tools/call")
+        .collect();
+    assert_eq!(called.len(), 2, "send_mail never went upstream: {called:?}");
+    h.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn elicitation_completes_on_stdout_when_the_toolkit_connects() {
+    let (_fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let closed = GateState::Closed {
+        pending: vec![gmail()],
+    };
+    let mut h = Harness::start(Some(target(&url)), closed, StdioConfig::default());
+    h.handshake(json!({"elicitation":{"url":{}}})).await;
+    let mut ids = Vec::new();
+    for id in [5, 6] {
+        h.send(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo"}}))
+            .await;
+        let (answer, _) = h.answer_to(json!(id)).await;
+        assert_eq!(answer["error"]["code"], error::URL_ELICITATION_REQUIRED);
+        ids.push(answer["error"]["data"]["elicitations"][0]["elicitationId"].clone());
+    }
+    assert_ne!(ids[0], ids[1], "one id per blocked call");
+    h.gate_tx.send(GateState::Open).unwrap();
+    let mut completed = Vec::new();
+    for _ in 0..2 {
+        let note = h.recv().await;
+        assert_eq!(
+            note["method"], "notifications/elicitation/complete",
+            "{note}"
+        );
+        completed.push(note["params"]["elicitationId"].clone());
+    }
+    completed.sort_by_key(Value::to_string);
+    ids.sort_by_key(Value::to_string);
+    assert_eq!(completed, ids);
+    h.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn local_answers_echo_ids_byte_for_byte() {
+    let (_fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
+    let closed = GateState::Closed {
+        pending: vec![gmail()],
+    };
+    let mut h = Harness::start(Some(target(&url)), closed, StdioConfig::default());
+    for id in [
+        r#""a\u0031""#,
+        "12345678901234567890123",
+        "1E2",
+        "-0",
+        "2.50",
+    ] {
+        h.send_raw(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"x"}}}}"#
+        ))
+        .await;
+        let line = tokio::time::timeout(Duration::from_secs(10), h.stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            line.starts_with(&format!(r#"{{"jsonrpc":"2.0","id":{id},"#)),
+            "{line}"
+        );
+    }
     h.close().await.unwrap();
 }

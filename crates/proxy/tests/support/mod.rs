@@ -26,6 +26,8 @@ use toolgate_proxy::events::ProxyEvents;
 use toolgate_proxy::gate::GateState;
 use toolgate_proxy::gateway::Gateway;
 use toolgate_proxy::mcp::error::ErrorKind;
+use toolgate_proxy::mcp::gatekeeper::Gatekeeper;
+use toolgate_proxy::mcp::policy::{AllPending, ToolPolicy};
 use toolgate_proxy::upstream::UpstreamTarget;
 
 type UpstreamBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -344,6 +346,8 @@ pub struct HarnessOptions {
     pub config: ProxyConfig,
     /// Point the gateway at a port nothing listens on.
     pub dead_upstream: bool,
+    /// The tool policy (the default one when `None`).
+    pub policy: Option<Arc<dyn ToolPolicy>>,
 }
 
 impl Default for HarnessOptions {
@@ -352,6 +356,7 @@ impl Default for HarnessOptions {
             gate: GateState::Open,
             config: ProxyConfig::default(),
             dead_upstream: false,
+            policy: None,
         }
     }
 }
@@ -387,7 +392,15 @@ impl Harness {
             seen: Mutex::new(Vec::new()),
             changes,
         });
-        let gateway = Gateway::new(options.config, upstream_rx, gate_rx, events.clone()).unwrap();
+        let policy = options.policy.unwrap_or_else(|| Arc::new(AllPending));
+        let keeper = Gatekeeper::new(
+            gate_rx,
+            upstream_rx,
+            options.config.wait,
+            policy,
+            events.clone(),
+        );
+        let gateway = Gateway::with_gatekeeper(options.config, keeper).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
