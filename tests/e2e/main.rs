@@ -12,6 +12,8 @@ mod deploy_static;
 mod docs;
 mod docs_grafana;
 mod http_serve;
+mod parity;
+mod parity_body_cap;
 mod sandbox;
 mod stdio_lifecycle;
 mod stdio_peers;
