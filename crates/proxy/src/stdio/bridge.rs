@@ -866,30 +866,11 @@ impl Bridge {
                 Ok(response) if response.status().is_success() && is_sse(&response) => {
                     failures = 0;
                     streamed = true;
-                    let mut parser = SseParser::new(self.config.max_message_bytes);
-                    let mut events = Vec::new();
-                    let mut response = response;
-                    while let Ok(Some(chunk)) = response.chunk().await {
-                        parser.push(&chunk, &mut events);
-                        for event in events.drain(..) {
-                            if event.oversized {
-                                tracing::warn!("dropped an upstream message over the size limit");
-                                continue;
-                            }
-                            if self
-                                .relay_message(event.data.as_bytes(), None)
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                    }
-                    if let Some(id) = parser.last_event_id() {
-                        last_event_id = Some(id.to_owned());
-                    }
-                    if let Some(hint) = parser.retry() {
-                        retry = hint;
+                    if !self
+                        .relay_get_stream(response, &mut last_event_id, &mut retry)
+                        .await
+                    {
+                        return;
                     }
                 }
                 Ok(response) => {
@@ -940,6 +921,41 @@ impl Bridge {
                 .min(MAX_RECONNECT_DELAY);
             tokio::time::sleep(if failures == 0 { retry } else { backoff }).await;
         }
+    }
+
+    /// Relays one GET stream until it ends, updating the resumption cursor and `retry:` hint;
+    /// `false` when stdout is gone.
+    async fn relay_get_stream(
+        &self,
+        mut response: reqwest::Response,
+        last_event_id: &mut Option<String>,
+        retry: &mut Duration,
+    ) -> bool {
+        let mut parser = SseParser::new(self.config.max_message_bytes);
+        let mut events = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            parser.push(&chunk, &mut events);
+            for event in events.drain(..) {
+                if event.oversized {
+                    tracing::warn!("dropped an upstream message over the size limit");
+                    continue;
+                }
+                if self
+                    .relay_message(event.data.as_bytes(), None)
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+        if let Some(id) = parser.last_event_id() {
+            *last_event_id = Some(id.to_owned());
+        }
+        if let Some(hint) = parser.retry() {
+            *retry = hint;
+        }
+        true
     }
 
     fn listener_gone(&self, generation: u64) {
