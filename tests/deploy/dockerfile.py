@@ -13,8 +13,10 @@
         cache mounts only speed up rebuilds, so the commands are the same.
 
     dockerfile.py context DOCKERFILE SOURCE DEST
-        Copies the files of SOURCE (a checkout) that the build context keeps, per
-        <DOCKERFILE>.dockerignore, into DEST, and lists them on stdout.
+        Makes DEST hold exactly the files of SOURCE (a checkout) that the build context
+        keeps, per <DOCKERFILE>.dockerignore, and lists them on stdout. Files whose content
+        did not change are left alone (their old mtime keeps cargo's fingerprints fresh, so a
+        rebuild only compiles what changed); DEST's build outputs (target/, out/) are kept.
 
 Understood: ARG (with defaults), FROM ... AS, ENV k=v (several per line), WORKDIR, USER,
 EXPOSE, LABEL, COPY [--from=stage] src dst, RUN (shell form), ENTRYPOINT/CMD/HEALTHCHECK in
@@ -22,6 +24,7 @@ exec (JSON) form, line continuations and comments. Anything else is an error, so
 change this script cannot follow fails the suite instead of being skipped.
 """
 
+import filecmp
 import fnmatch
 import json
 import os
@@ -212,17 +215,29 @@ def kept(relative, patterns):
     return keep
 
 
+BUILD_OUTPUTS = {"target", "out"}
+
+
 def context(path, source, dest):
     patterns = ignore_patterns(path)
     files = subprocess.run(["git", "-C", source, "ls-files", "-z"], check=True,
                            capture_output=True).stdout.decode().split("\0")
-    for relative in filter(None, files):
-        if not kept(relative, patterns):
-            continue
+    wanted = {relative for relative in files if relative and kept(relative, patterns)}
+    for relative in sorted(wanted):
+        origin = os.path.join(source, relative)
         target = os.path.join(dest, relative)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copy2(os.path.join(source, relative), target)
+        if not (os.path.isfile(target) and filecmp.cmp(origin, target, shallow=False)):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(origin, target)
         print(relative)
+    for directory, subdirectories, names in os.walk(dest):
+        here = os.path.relpath(directory, dest)
+        if here == ".":
+            subdirectories[:] = [d for d in subdirectories if d not in BUILD_OUTPUTS]
+        for name in names:
+            relative = os.path.normpath(os.path.join(here, name))
+            if relative not in wanted:
+                os.remove(os.path.join(directory, name))
 
 
 def main(argv):
