@@ -247,7 +247,12 @@ async fn kubernetes_workloads_are_hardened_probed_and_drain_in_time() -> anyhow:
         .context("stringData")?
         .keys()
         .collect();
-    for key in ["COMPOSIO_API_KEY", "TOOLGATE_TOKEN", "TOOLGATE_SESSION_ID"] {
+    for key in [
+        "COMPOSIO_API_KEY",
+        "TOOLGATE_TOKEN",
+        "TOOLGATE_SESSION_ID",
+        "TOOLGATE_SESSION_KEY",
+    ] {
         assert!(
             secret_keys.iter().any(|k| *k == key),
             "{key} not in the Secret"
@@ -348,7 +353,21 @@ async fn kubernetes_workloads_are_hardened_probed_and_drain_in_time() -> anyhow:
         }
     }
     let replicas = deployment["spec"]["replicas"].as_u64().unwrap_or(1);
-    assert!(replicas >= 2, "standalone should run replicas");
+    assert!(replicas >= 3, "standalone should run replicas");
+    // Sealed session ids make every replica serve every session: no stickiness, and an HPA
+    // on CPU scaling this Deployment.
+    assert!(
+        service["spec"]["sessionAffinity"].is_null(),
+        "no sessionAffinity"
+    );
+    let hpa = find(&docs, "HorizontalPodAutoscaler")[0];
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"],
+        deployment["metadata"]["name"]
+    );
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
+    assert!(hpa["spec"]["minReplicas"].as_u64().unwrap_or(0) >= 3);
     assert!(pdb["spec"]["minAvailable"].as_u64().unwrap_or(0) < replicas);
     let container = toolgate_container(&deployment["spec"]["template"]["spec"]).context("c")?;
     let port_name = service["spec"]["ports"][0]["targetPort"]

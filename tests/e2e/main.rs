@@ -12,6 +12,7 @@ mod deploy_static;
 mod docs;
 mod docs_grafana;
 mod http_serve;
+mod multiuser;
 mod parity;
 mod parity_body_cap;
 mod sandbox;

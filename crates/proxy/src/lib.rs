@@ -12,12 +12,15 @@
 //! - [`gate`]: the gate state the binary feeds.
 //! - [`gateway`]: the Streamable HTTP gateway ([`gateway::Gateway::handle`] answers one request
 //!   on the MCP endpoint; mountable in any router).
+//! - [`router`]: the multi-user front (identity → [`router::Router`] → route, sealed ids).
+//! - [`seal`]: sealed `Mcp-Session-Id` values for replicas without sticky sessions.
 //! - [`server`]: accepting connections and graceful drain ([`server::serve`], [`server::serve_with`]).
 //! - [`config`]: [`config::ProxyConfig`] for the gateway.
 //! - [`events`]: [`events::ProxyEvents`], hooks for metrics and re-verification.
 //! - [`upstream`]: the upstream target, the shared HTTP client, header forwarding rules.
 //! - [`header_args`]: `--header 'Name: value'` / header-file parsing with `${VAR}` expansion.
 //! - [`stdio`]: the stdio bridge ([`stdio::run_stdio`]) for clients that launch a local process.
+//! - [`identity`]: who is calling (`auth.mode`: single, tokens, jwt, header).
 
 pub mod access;
 pub mod config;
@@ -25,7 +28,10 @@ pub mod events;
 pub mod gate;
 pub mod gateway;
 pub mod header_args;
+pub mod identity;
 pub mod mcp;
+pub mod router;
+pub mod seal;
 pub mod server;
 pub mod stdio;
 pub mod upstream;

@@ -11,6 +11,8 @@
 //! - The `types` module: request and response types with the `/api/v3.1` wire names.
 //! - The `error` module: [`ComposioError`] (status, code, slug, request id, suggested fix, [`Fault`])
 //!   and [`WaitError`].
+//! - The `pool` module: [`UserPool`], a bounded per-user pool (LRU, idle timeout) for
+//!   gateways that serve many users.
 //! - The `tracker` module: [`ConnectionTracker`], which publishes a [`GateSnapshot`] through a
 //!   `tokio::sync::watch` and is driven through a [`TrackerHandle`].
 //!
@@ -19,12 +21,14 @@
 
 pub mod client;
 pub mod error;
+pub mod pool;
 mod retry;
 pub mod tracker;
 pub mod types;
 
 pub use client::{API_KEY_HEADER, ClientConfig, ComposioClient, DEFAULT_BASE_URL, McpEndpoint};
 pub use error::{ApiError, ComposioError, Fault, WaitError};
+pub use pool::{PoolConfig, PoolEntry, UserPool};
 pub use tracker::{
     ConnectionTracker, GateSnapshot, LastError, ToolkitGate, ToolkitState, TrackerConfig,
     TrackerError, TrackerHandle,

@@ -103,6 +103,14 @@ pub(crate) struct Config {
     pub(crate) gate: GateSection,
     /// Logging (always to stderr).
     pub(crate) log: LogSection,
+    /// How a request's user is determined (`auth.mode`).
+    pub(crate) auth: crate::auth::AuthSection,
+    /// Bounds of the per-user pool in multi-user modes.
+    pub(crate) users: crate::auth::UsersSection,
+    /// Secrets (32+ bytes each, newest first) sealing `Mcp-Session-Id` values so any replica
+    /// serves any session. Never printed.
+    #[serde(deserialize_with = "secret_list", serialize_with = "redact_list")]
+    pub(crate) session_key: Vec<SecretString>,
 }
 
 /// `[composio]`: how to reach Composio.
@@ -208,6 +216,9 @@ impl Default for Config {
             session: SessionSection::default(),
             gate: GateSection::default(),
             log: LogSection::default(),
+            auth: crate::auth::AuthSection::default(),
+            users: crate::auth::UsersSection::default(),
+            session_key: Vec::new(),
         }
     }
 }
@@ -355,6 +366,21 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("gate_recheck_interval", "gate.recheck_interval"),
     ("log_format", "log.format"),
     ("log_level", "log.level"),
+    ("auth_mode", "auth.mode"),
+    ("auth_tokens_file", "auth.tokens_file"),
+    ("auth_header_name", "auth.header.name"),
+    ("auth_jwt_jwks_url", "auth.jwt.jwks_url"),
+    ("auth_jwt_jwks_file", "auth.jwt.jwks_file"),
+    ("auth_jwt_issuer", "auth.jwt.issuer"),
+    ("auth_jwt_resource", "auth.jwt.resource"),
+    ("auth_jwt_user_claim", "auth.jwt.user_claim"),
+    (
+        "auth_jwt_authorization_servers",
+        "auth.jwt.authorization_servers",
+    ),
+    ("users_max_active", "users.max_active"),
+    ("users_idle_timeout", "users.idle_timeout"),
+    ("session_key", "session_key"),
 ];
 
 /// Flag values in the shape of the config, only those that were given.
@@ -493,7 +519,7 @@ pub(crate) fn layered(flags: Flags<'_>, defaults: &Config) -> Result<Figment, Co
 
 /// Keys whose environment value is a boolean or a number; every other key is a string.
 const BOOL_KEYS: &[&str] = &["session.manage_connections", "allow_http"];
-const NUMBER_KEYS: &[&str] = &["max_body_bytes"];
+const NUMBER_KEYS: &[&str] = &["max_body_bytes", "users.max_active"];
 
 /// An environment value as the type its key has. A value that does not parse stays a string,
 /// so the key's own type error names it.
@@ -541,25 +567,32 @@ impl figment::Provider for EnvStrings {
     fn data(
         &self,
     ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
-        use figment::value::{Dict, Tag, Value};
+        use figment::value::Dict;
         let mut root = Dict::new();
         for (key, raw) in &self.values {
             let value = typed_env_value(key, raw);
-            match key.split_once('.') {
-                None => {
-                    root.insert((*key).to_owned(), value);
-                }
-                Some((section, field)) => {
-                    let entry = root
-                        .entry(section.to_owned())
-                        .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
-                    if let Value::Dict(_, dict) = entry {
-                        dict.insert(field.to_owned(), value);
-                    }
-                }
-            }
+            // `auth.jwt.jwks_url` nests two levels: one dict per section.
+            insert_nested(&mut root, key, value);
         }
         Ok(figment::Profile::Default.collect(root))
+    }
+}
+
+/// Inserts `value` at the dotted `key`, creating the section dicts on the way.
+fn insert_nested(dict: &mut figment::value::Dict, key: &str, value: figment::value::Value) {
+    use figment::value::{Dict, Tag, Value};
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_owned(), value);
+        }
+        Some((section, rest)) => {
+            let entry = dict
+                .entry(section.to_owned())
+                .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
     }
 }
 
@@ -614,8 +647,24 @@ fn figment_error(error: figment::Error) -> ConfigError {
     ConfigError::new(&key, format!("{}{source}", error.kind))
 }
 
+/// A list of secrets (a TOML list, or one comma-separated string from the environment).
+fn secret_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SecretString>, D::Error> {
+    Ok(list_or_comma_string(deserializer)?
+        .into_iter()
+        .map(SecretString::from)
+        .collect())
+}
+
+/// Secrets print as one redaction mark each.
+fn redact_list<S: serde::Serializer>(
+    list: &[SecretString],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    vec![REDACTED; list.len()].serialize(serializer)
+}
+
 /// Accepts a TOML/JSON list or one comma-separated string (the form env vars and flags give).
-fn list_or_comma_string<'de, D: Deserializer<'de>>(
+pub(crate) fn list_or_comma_string<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -762,6 +811,7 @@ impl Config {
             ));
         }
         self.validate_proxy()?;
+        crate::auth::validate(self).map_err(|(key, message)| ConfigError::new(key, message))?;
         if self.gate.mode == GateMode::Wait && self.gate.wait_timeout.is_zero() {
             return Err(ConfigError::new(
                 "gate.wait_timeout",
@@ -814,6 +864,8 @@ impl Config {
         }
         check_http_url("composio.base_url", &self.composio.base_url)?;
         match self.user_id.as_deref().map(str::trim) {
+            // The multi-user modes take the user from each request.
+            None | Some("") if self.auth.mode.is_multi_user() => {}
             None | Some("") => {
                 return Err(ConfigError::new(
                     "user_id",
@@ -946,7 +998,14 @@ impl Config {
             };
             ConfigError::new(key, error.to_string())
         })?;
-        if !self.listen.ip().is_loopback() && self.token.is_none() {
+        // Per-user tokens and JWTs guard the door as well as a shared token does.
+        let guarded = self.token.is_some()
+            || matches!(
+                self.auth.mode,
+                toolgate_proxy::identity::AuthMode::Tokens
+                    | toolgate_proxy::identity::AuthMode::Jwt
+            );
+        if !self.listen.ip().is_loopback() && !guarded {
             return Err(ConfigError::new(
                 "token",
                 format!(

@@ -2,6 +2,7 @@
 //! each subcommand to its module under `commands/`. Everything of substance lives in the
 //! `toolgate-session`, `toolgate-proxy` and `toolgate-sandbox` libraries.
 
+mod auth;
 mod cli;
 mod commands;
 mod config;

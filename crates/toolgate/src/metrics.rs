@@ -65,6 +65,7 @@ struct Inner {
     gate_open: Gauge,
     pending_toolkits: Gauge,
     ready: Gauge,
+    active_users: Gauge,
 }
 
 impl Metrics {
@@ -126,6 +127,12 @@ impl Metrics {
             "1 when the upstream session is known and requests can be forwarded",
             ready.clone(),
         );
+        let active_users = Gauge::default();
+        registry.register(
+            "active_users",
+            "Users with a live Composio session and tracker in this process (multi-user modes)",
+            active_users.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -137,6 +144,7 @@ impl Metrics {
                 gate_open,
                 pending_toolkits,
                 ready,
+                active_users,
             }),
         }
     }
@@ -192,6 +200,15 @@ impl Metrics {
         self.inner
             .pending_toolkits
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+}
+
+impl Metrics {
+    /// Sets the active-users gauge (a count only: user ids are never labels).
+    pub(crate) fn set_active_users(&self, users: usize) {
+        self.inner
+            .active_users
+            .set(i64::try_from(users).unwrap_or(i64::MAX));
     }
 }
 

@@ -61,6 +61,7 @@ pub(crate) fn generic_app(
         csrf_token: web::new_csrf_token(),
         gateway,
         callback_wait: web::CALLBACK_CONFIRM_WAIT,
+        multi: None,
     });
     Ok((
         app,
@@ -126,6 +127,8 @@ pub(crate) fn app(config: &Config, wiring: &Wiring, metrics: Metrics) -> Result<
         wiring.events.clone(),
     )
     .map_err(|error| error.to_string())?;
+    let multi = crate::auth::single_front(config, gateway.clone(), wiring)
+        .map_err(|error| format!("{error:#}"))?;
     Ok(Arc::new(App {
         access,
         status: wiring.status_rx.clone(),
@@ -134,6 +137,7 @@ pub(crate) fn app(config: &Config, wiring: &Wiring, metrics: Metrics) -> Result<
         csrf_token: web::new_csrf_token(),
         gateway,
         callback_wait: web::CALLBACK_CONFIRM_WAIT,
+        multi,
     }))
 }
 
@@ -204,6 +208,9 @@ pub(crate) async fn run_http(
     };
     // The actual address (port 0 picks one): the default callback URL must point at it.
     config.listen = listening.addr;
+    if crate::auth::multi_user(&config) {
+        return crate::auth::serve_multi(config, listening).await;
+    }
     let metrics = Metrics::new();
     let wiring = match runtime::start(&config, metrics.clone(), config.require.clone()) {
         Ok(wiring) => wiring,

@@ -330,7 +330,9 @@ fn example_file_documents_every_key() {
     let documented = |key: &str| {
         example.lines().any(|line| {
             let line = line.trim_start_matches('#').trim();
-            line.starts_with(&format!("{key} =")) || line == format!("[session.{key}]")
+            line.starts_with(&format!("{key} ="))
+                || line == format!("[session.{key}]")
+                || line == format!("[auth.{key}]")
         })
     };
     let mut keys = Vec::new();

@@ -11,6 +11,7 @@
 //! | `GET /healthz` | open | the process is alive |
 //! | `GET /readyz` | open | 200 once the upstream is known; gate state as JSON, no secrets |
 //! | `GET /metrics` | token | Prometheus text |
+//! | `GET /.well-known/oauth-protected-resource[/mcp]` | open | JWT mode: RFC 9728 metadata |
 //!
 //! The access column is one module, `toolgate_proxy::access`, asked with the route's
 //! [`Requirement`]; only the cookie and the `?token=` login are the pages' own ([`guard`]).
@@ -21,6 +22,7 @@
 
 pub(crate) mod guard;
 pub(crate) mod pages;
+pub(crate) mod signed;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use toolgate_proxy::access::{Access, Refusal, Requirement};
 use toolgate_proxy::gateway::{Gateway, ProxyBody};
+use toolgate_proxy::identity::jwt::METADATA_PATH;
 
 use crate::metrics::Metrics;
 use crate::status::{StatusView, ToolkitStatus};
@@ -49,6 +52,13 @@ pub(crate) type Body = ProxyBody;
 pub(crate) trait Actions: Send + Sync + 'static {
     /// The OAuth callback arrived: re-check now (never marks anything connected by itself).
     fn hint(&self);
+    /// The OAuth callback arrived with this query: re-check the tracker it names. False when
+    /// the query names no tracker this gateway will act on (a forged or expired signed user in
+    /// multi-user modes). Single-user gateways have one tracker and hint it.
+    fn hint_for(&self, _query: Option<&str>) -> bool {
+        self.hint();
+        true
+    }
     /// Delete the toolkit's connected account at Composio, then re-check.
     fn disconnect(&self, slug: String) -> BoxFuture<'static, Result<(), String>>;
 }
@@ -76,6 +86,8 @@ pub(crate) struct App {
     pub(crate) gateway: Gateway,
     /// How long `/callback` waits for the tracker to confirm a reported success.
     pub(crate) callback_wait: Duration,
+    /// Multi-user modes: the front that resolves the user and routes to their gateway.
+    pub(crate) multi: Option<Arc<toolgate_proxy::router::MultiUser>>,
 }
 
 /// A fresh random CSRF token (URL-safe).
@@ -174,9 +186,16 @@ impl App {
     pub(crate) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         // The MCP path first and without allocating: it is the hot path.
         if request.uri().path() == self.gateway.mcp_path() {
+            // Host, Origin and CORS first (and the shared token, when one is set); then the
+            // multi-user front resolves the user, or the one gateway serves.
             return self
                 .access
-                .serve_mcp(request, |request| self.gateway.handle(request))
+                .serve_mcp(request, |request| async {
+                    match &self.multi {
+                        Some(front) => front.handle(request).await,
+                        None => self.gateway.handle(request).await,
+                    }
+                })
                 .await;
         }
         let started = Instant::now();
@@ -202,6 +221,9 @@ impl App {
                 response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")
             }
             (Method::GET | Method::HEAD, "/readyz") => self.readyz(),
+            (Method::GET | Method::HEAD, path) if path.starts_with(METADATA_PATH) => {
+                self.resource_metadata(path)
+            }
             (Method::GET | Method::HEAD, "/metrics") => {
                 let uri = request.uri();
                 match self
@@ -268,6 +290,32 @@ impl App {
             response.headers_mut().insert(SET_COOKIE, value);
         }
         response
+    }
+
+    /// The RFC 9728 protected-resource document in JWT mode, at the well-known path and under
+    /// the MCP path's suffix; 404 in the other modes. Public: OAuth clients read it before
+    /// they have a token.
+    fn resource_metadata(&self, path: &str) -> Response<Body> {
+        let verifier = self
+            .multi
+            .as_ref()
+            .and_then(|front| match &**front.authenticator() {
+                toolgate_proxy::identity::Authenticator::Jwt(verifier) => Some(verifier),
+                _ => None,
+            });
+        let suffix = &path[METADATA_PATH.len()..];
+        match verifier {
+            Some(verifier) if suffix.is_empty() || suffix == self.gateway.mcp_path() => response(
+                StatusCode::OK,
+                "application/json",
+                verifier.metadata().to_string(),
+            ),
+            _ => response(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n",
+            ),
+        }
     }
 
     fn readyz(&self) -> Response<Body> {
@@ -405,7 +453,15 @@ impl App {
         let reported = query_param(query, "status").unwrap_or_default();
         let account = query_param(query, "connected_account_id");
         // Only a hint: the tracker re-checks with Composio, which alone decides.
-        self.actions.hint();
+        if !self.actions.hint_for(query) {
+            return html(
+                StatusCode::FORBIDDEN,
+                pages::error(
+                    "Link not valid",
+                    "This callback link is not valid or has expired.",
+                ),
+            );
+        }
         if reported != "success" {
             let name = account.as_deref().and_then(|id| {
                 self.status

@@ -99,6 +99,7 @@ async fn start(token: Option<&str>, view: StatusView) -> Running {
         csrf_token: new_csrf_token(),
         gateway,
         callback_wait: Duration::from_millis(300),
+        multi: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

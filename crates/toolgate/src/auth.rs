@@ -1,0 +1,698 @@
+//! Many users through one gateway: the `auth`, `users` and `session_key` settings, building
+//! the [`Authenticator`] (reading the tokens or JWKS file — the libraries never read files),
+//! re-reading the tokens file on SIGHUP or when it changes, and the [`Router`] over the
+//! per-user pool, where each user gets the same wiring a single-user gateway has (a Composio
+//! session, its tracker and gate, a gateway) on their first request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures_util::future::BoxFuture;
+use http::HeaderName;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use toolgate_proxy::gateway::Gateway;
+use toolgate_proxy::identity::jwt::{JwksSource, JwtSettings, JwtVerifier, parse_jwks};
+use toolgate_proxy::identity::tokens::TokenTable;
+use toolgate_proxy::identity::{AuthMode, Authenticator, TokenStore, UserId};
+use toolgate_proxy::router::{Route, RouteError, Router};
+use toolgate_proxy::seal::SessionKeys;
+use toolgate_proxy::upstream::UpstreamTarget;
+use toolgate_session::{PoolConfig, PoolEntry, UserPool};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::runtime::{self, TrackerSlot};
+use crate::web::signed::{LinkSigner, Purpose, unix_now};
+
+/// Sessions from other replicas kept open per user.
+const MAX_PINNED_ROUTES: usize = 4;
+
+/// How often the active-users gauge is refreshed (evictions happen in the background).
+const GAUGE_REFRESH: Duration = Duration::from_secs(5);
+
+/// How long a user's signed callback URL stays valid, in seconds (longer than any Connect
+/// Link lives; a user's wiring is recreated, with a fresh one, after idling out).
+const CALLBACK_LINK_TTL: u64 = 7 * 24 * 3600;
+
+/// How often the tokens file is checked for a change (besides SIGHUP).
+const TOKENS_POLL: Duration = Duration::from_secs(2);
+
+/// `[auth]`: how a request's user is determined.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthSection {
+    /// `single` (every request is `user_id`), `tokens`, `jwt` or `header`.
+    pub(crate) mode: AuthMode,
+    /// `tokens` mode: the file of `USER_ID TOKEN` lines.
+    pub(crate) tokens_file: Option<PathBuf>,
+    /// `header` mode settings.
+    pub(crate) header: HeaderSection,
+    /// `jwt` mode settings.
+    pub(crate) jwt: JwtSection,
+}
+
+/// `[auth.header]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HeaderSection {
+    /// The request header naming the user (accepted only with the shared `token`).
+    pub(crate) name: String,
+}
+
+impl Default for HeaderSection {
+    fn default() -> Self {
+        Self {
+            name: "x-toolgate-user".to_owned(),
+        }
+    }
+}
+
+/// `[auth.jwt]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct JwtSection {
+    /// URL of the authorization server's JWKS.
+    pub(crate) jwks_url: Option<String>,
+    /// A JWKS file instead of a URL.
+    pub(crate) jwks_file: Option<PathBuf>,
+    /// The required `iss`; default: the only authorization server.
+    pub(crate) issuer: Option<String>,
+    /// This server's resource URL (the required `aud`); default: the MCP endpoint on the
+    /// listen address.
+    pub(crate) resource: Option<String>,
+    /// The claim naming the user.
+    pub(crate) user_claim: String,
+    /// Authorization servers named in the protected-resource metadata.
+    #[serde(deserialize_with = "crate::config::list_or_comma_string")]
+    pub(crate) authorization_servers: Vec<String>,
+}
+
+impl Default for JwtSection {
+    fn default() -> Self {
+        Self {
+            jwks_url: None,
+            jwks_file: None,
+            issuer: None,
+            resource: None,
+            user_claim: "sub".to_owned(),
+            authorization_servers: Vec::new(),
+        }
+    }
+}
+
+/// `[users]`: bounds of the per-user pool.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct UsersSection {
+    /// The most users with a live Composio session and tracker in this process.
+    #[serde(deserialize_with = "number_or_string")]
+    pub(crate) max_active: usize,
+    /// How long an unused user's session and tracker are kept.
+    #[serde(with = "humantime_serde")]
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for UsersSection {
+    fn default() -> Self {
+        let pool = PoolConfig::default();
+        Self {
+            max_active: pool.max_active,
+            idle_timeout: pool.idle_timeout,
+        }
+    }
+}
+
+/// Environment values arrive as strings.
+fn number_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(usize),
+        Text(String),
+    }
+    match NumberOrString::deserialize(deserializer)? {
+        NumberOrString::Number(number) => Ok(number),
+        NumberOrString::Text(text) => text.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// True when this configuration runs the multi-user front (another mode than `single`).
+pub(crate) fn multi_user(config: &Config) -> bool {
+    config.auth.mode.is_multi_user()
+}
+
+/// Single-user mode with `session_key` (replicas): the front that seals session ids around
+/// the one gateway. `None` without a session key (session ids pass through).
+pub(crate) fn single_front(
+    config: &Config,
+    gateway: Gateway,
+    wiring: &runtime::Wiring,
+) -> anyhow::Result<Option<Arc<toolgate_proxy::router::MultiUser>>> {
+    let Some(keys) = session_keys(config)? else {
+        return Ok(None);
+    };
+    let authenticator = Authenticator::Single {
+        user: UserId::new(config.user_id.as_deref().unwrap_or("user")).context("user_id")?,
+        token: None,
+    };
+    let router = SingleRouter(UserRoutes::new(config, gateway, wiring));
+    Ok(Some(Arc::new(toolgate_proxy::router::MultiUser::new(
+        Arc::new(authenticator),
+        Arc::new(router),
+        Some(keys),
+    ))))
+}
+
+/// Checks the multi-user settings; `Err((key, message))`.
+pub(crate) fn validate(config: &Config) -> Result<(), (&'static str, String)> {
+    if !config.session_key.is_empty() {
+        SessionKeys::new(&config.session_key).map_err(|e| ("session_key", e.to_string()))?;
+    }
+    if config.users.max_active == 0 {
+        return Err(("users.max_active", "must be at least 1".to_owned()));
+    }
+    match config.auth.mode {
+        AuthMode::Single => {}
+        AuthMode::Tokens if config.auth.tokens_file.is_none() => {
+            return Err((
+                "auth.tokens_file",
+                "required when auth.mode = \"tokens\"".to_owned(),
+            ));
+        }
+        AuthMode::Tokens => {}
+        AuthMode::Header => {
+            HeaderName::from_bytes(config.auth.header.name.as_bytes())
+                .map_err(|_| ("auth.header.name", "not a valid header name".to_owned()))?;
+            if config.token.is_none() {
+                return Err(("token", "required when auth.mode = \"header\"".to_owned()));
+            }
+        }
+        AuthMode::Jwt => validate_jwt(&config.auth.jwt)?,
+    }
+    if config.auth.mode.is_multi_user() && config.upstream.is_some() {
+        return Err((
+            "auth.mode",
+            "multi-user modes need Composio mode (no upstream)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_jwt(jwt: &JwtSection) -> Result<(), (&'static str, String)> {
+    match (&jwt.jwks_url, &jwt.jwks_file) {
+        (None, None) => {
+            return Err((
+                "auth.jwt.jwks_url",
+                "jwt mode needs jwks_url or jwks_file".to_owned(),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err((
+                "auth.jwt.jwks_file",
+                "give jwks_url or jwks_file, not both".to_owned(),
+            ));
+        }
+        (Some(url), None) => {
+            url::Url::parse(url).map_err(|e| ("auth.jwt.jwks_url", e.to_string()))?;
+        }
+        (None, Some(_)) => {}
+    }
+    for server in &jwt.authorization_servers {
+        url::Url::parse(server).map_err(|e| ("auth.jwt.authorization_servers", e.to_string()))?;
+    }
+    if jwt.issuer.is_none() && jwt.authorization_servers.len() != 1 {
+        return Err((
+            "auth.jwt.issuer",
+            "required unless exactly one authorization server is named".to_owned(),
+        ));
+    }
+    if let Some(resource) = &jwt.resource {
+        url::Url::parse(resource).map_err(|e| ("auth.jwt.resource", e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The session keys, when `session_key` is set.
+pub(crate) fn session_keys(config: &Config) -> anyhow::Result<Option<SessionKeys>> {
+    if config.session_key.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SessionKeys::new(&config.session_key)?))
+}
+
+/// The authenticator of `config.auth.mode`, its files read now. In tokens mode the returned
+/// store is the one [`watch_tokens_file`] keeps current.
+pub(crate) async fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
+    Ok(match config.auth.mode {
+        AuthMode::Single => Authenticator::Single {
+            user: UserId::new(config.user_id.as_deref().unwrap_or_default()).context("user_id")?,
+            token: config.token.clone(),
+        },
+        AuthMode::Tokens => {
+            let path = config
+                .auth
+                .tokens_file
+                .as_deref()
+                .context("auth.tokens_file")?;
+            Authenticator::Tokens(TokenStore::new(read_tokens(path)?))
+        }
+        AuthMode::Header => Authenticator::Header {
+            name: HeaderName::from_bytes(config.auth.header.name.as_bytes())?,
+            token: config.token.clone().context("token")?,
+        },
+        AuthMode::Jwt => Authenticator::Jwt(Arc::new(jwt_verifier(config).await?)),
+    })
+}
+
+async fn jwt_verifier(config: &Config) -> anyhow::Result<JwtVerifier> {
+    let jwt = &config.auth.jwt;
+    let jwks = match (&jwt.jwks_url, &jwt.jwks_file) {
+        (Some(url), _) => JwksSource::Url(url::Url::parse(url)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("auth.jwt.jwks_file: cannot read {}", path.display()))?;
+            JwksSource::Static(parse_jwks(&text).context("auth.jwt.jwks_file")?)
+        }
+        (None, None) => anyhow::bail!("auth.jwt.jwks_url: not set"),
+    };
+    let resource = match &jwt.resource {
+        Some(resource) => url::Url::parse(resource)?,
+        None => url::Url::parse(&format!("http://{}{}", config.listen, config.path))?,
+    };
+    let issuer = match (&jwt.issuer, jwt.authorization_servers.first()) {
+        (Some(issuer), _) => issuer.clone(),
+        (None, Some(server)) => server.clone(),
+        (None, None) => anyhow::bail!("auth.jwt.issuer: not set"),
+    };
+    let mut settings = JwtSettings::new(resource, issuer, jwks);
+    settings.user_claim = jwt.user_claim.clone();
+    settings.authorization_servers = jwt
+        .authorization_servers
+        .iter()
+        .map(|server| url::Url::parse(server))
+        .collect::<Result<_, _>>()?;
+    let client = toolgate_proxy::upstream::build_client(Duration::from_secs(10))?;
+    let verifier = JwtVerifier::new(settings, client).context("auth.jwt")?;
+    if let Err(error) = verifier.refresh().await {
+        // Not fatal: readiness stays false and requests get 503 until the keys load.
+        tracing::warn!(%error, "JWKS not loaded yet");
+    }
+    Ok(verifier)
+}
+
+fn read_tokens(path: &Path) -> anyhow::Result<TokenTable> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("auth.tokens_file: cannot read {}", path.display()))?;
+    TokenTable::parse(&text).with_context(|| format!("auth.tokens_file {}", path.display()))
+}
+
+/// Re-reads the tokens file on SIGHUP and whenever its contents change, until `shutdown`. A
+/// file that does not parse is reported and the previous table kept: a typo never locks
+/// everyone out.
+pub(crate) async fn watch_tokens_file(
+    path: PathBuf,
+    store: TokenStore,
+    shutdown: CancellationToken,
+) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; the tokens file is still polled");
+            None
+        }
+    };
+    let mut last = std::fs::read(&path).ok();
+    let mut poll = tokio::time::interval(TOKENS_POLL);
+    loop {
+        let forced = tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = poll.tick() => false,
+            Some(()) = async { match hangups.as_mut() { Some(h) => h.recv().await, None => None } } => true,
+        };
+        let current = std::fs::read(&path).ok();
+        if !forced && current == last {
+            continue;
+        }
+        last = current;
+        match read_tokens(&path) {
+            Ok(table) => {
+                tracing::info!(users = table.len(), "tokens file reloaded");
+                store.replace(table);
+            }
+            Err(error) => tracing::error!("{error:#}; keeping the previous tokens"),
+        }
+    }
+}
+
+/// One user's routes on this replica: their own session's gateway, and gateways to their
+/// sessions made by other replicas.
+pub(crate) struct UserRoutes {
+    proxy: toolgate_proxy::config::ProxyConfig,
+    gateway: Gateway,
+    upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
+    gate_rx: watch::Receiver<toolgate_proxy::gate::GateState>,
+    events: Arc<runtime::GatewayEvents>,
+    /// Route key → gateway, oldest first, at most [`MAX_PINNED_ROUTES`].
+    pinned: std::sync::Mutex<Vec<(String, Gateway)>>,
+}
+
+impl UserRoutes {
+    /// Routes over one user's wiring.
+    pub(crate) fn new(config: &Config, gateway: Gateway, wiring: &runtime::Wiring) -> Self {
+        Self {
+            proxy: config.proxy_config(),
+            gateway,
+            upstream_rx: wiring.upstream_rx.clone(),
+            gate_rx: wiring.gate_rx.clone(),
+            events: wiring.events.clone(),
+            pinned: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The route for a request, `pinned` to a sealed session's route key when it has one.
+    ///
+    /// The route key is the session's MCP URL (no credential in it; the API key travels in a
+    /// header), so any replica can reach a session another one made. Empty while this replica
+    /// is still creating the user's session.
+    fn route(&self, pinned: Option<&str>) -> Route {
+        let current = self.upstream_rx.borrow().clone();
+        let Some(current) = current else {
+            return Route {
+                gateway: self.gateway.clone(),
+                route_key: String::new(),
+            };
+        };
+        if let Some(pinned) = pinned.filter(|key| *key != current.url.as_str())
+            && let Some(gateway) = self.pinned_gateway(&current, pinned)
+        {
+            return Route {
+                gateway,
+                route_key: pinned.to_owned(),
+            };
+        }
+        Route {
+            gateway: self.gateway.clone(),
+            route_key: current.url.as_str().to_owned(),
+        }
+    }
+
+    /// A gateway to `pinned`: the same Composio origin and credentials as the user's session
+    /// here, another session's MCP URL. `None` off that origin (never send the key elsewhere).
+    fn pinned_gateway(&self, current: &UpstreamTarget, pinned: &str) -> Option<Gateway> {
+        let url = url::Url::parse(pinned).ok()?;
+        if url.origin() != current.url.origin() {
+            return None;
+        }
+        let mut cache = self
+            .pinned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, gateway)) = cache.iter().find(|(key, _)| key == pinned) {
+            return Some(gateway.clone());
+        }
+        let target = UpstreamTarget::new(url, current.headers.clone());
+        let (_fixed, upstream_rx) = watch::channel(Some(target));
+        let gateway = Gateway::new(
+            self.proxy.clone(),
+            upstream_rx,
+            self.gate_rx.clone(),
+            self.events.clone(),
+        )
+        .ok()?;
+        if cache.len() >= MAX_PINNED_ROUTES {
+            cache.remove(0);
+        }
+        cache.push((pinned.to_owned(), gateway.clone()));
+        Some(gateway)
+    }
+}
+
+/// The router of a single-user gateway with sealed session ids (replicas).
+pub(crate) struct SingleRouter(pub(crate) UserRoutes);
+
+impl Router for SingleRouter {
+    fn route<'a>(
+        &'a self,
+        _user: &'a UserId,
+        pinned: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Route, RouteError>> {
+        Box::pin(async move { Ok(self.0.route(pinned)) })
+    }
+}
+
+/// One user's wiring in the pool.
+struct UserEntry {
+    routes: UserRoutes,
+    tracker: Arc<TrackerSlot>,
+    task: tokio::task::JoinHandle<Result<(), runtime::FatalError>>,
+}
+
+impl PoolEntry for UserEntry {
+    fn close(&self) {
+        if let Some(tracker) = self.tracker.get() {
+            tracker.shutdown();
+        }
+        self.task.abort();
+    }
+}
+
+/// Routes each user to their own wiring, made on first use.
+pub(crate) struct PoolRouter {
+    config: Config,
+    metrics: Metrics,
+    pool: UserPool<UserEntry>,
+    /// Signs the user into each user's callback URL.
+    signer: LinkSigner,
+}
+
+impl PoolRouter {
+    /// A router for `config` (listen address already bound), bounded by `config.users`.
+    pub(crate) fn new(config: Config, metrics: Metrics) -> Self {
+        let pool = UserPool::new(PoolConfig {
+            max_active: config.users.max_active,
+            idle_timeout: config.users.idle_timeout,
+        });
+        let signer = LinkSigner::new(&config.session_key);
+        Self {
+            config,
+            metrics,
+            pool,
+            signer,
+        }
+    }
+
+    /// Runs the idle sweeper until `shutdown`, keeping the active-users gauge current.
+    pub(crate) fn sweep_until(
+        &self,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + use<> {
+        let (pool, metrics) = (self.pool.clone(), self.metrics.clone());
+        async move {
+            let gauge = async {
+                let mut ticks = tokio::time::interval(GAUGE_REFRESH);
+                loop {
+                    ticks.tick().await;
+                    metrics.set_active_users(pool.len());
+                }
+            };
+            tokio::select! {
+                () = pool.clone().run_sweeper(shutdown) => {}
+                () = gauge => {}
+            }
+        }
+    }
+
+    fn start_user(&self, user: &UserId) -> anyhow::Result<UserEntry> {
+        let mut config = self.config.clone();
+        config.user_id = Some(user.as_str().to_owned());
+        // The callback carries the user, signed, so its hint reaches this user's tracker and a
+        // forged one is refused. Composio keeps our query and appends its own parameters.
+        let base = config.effective_callback_url();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let signed = self.signer.query(
+            Purpose::Callback,
+            user.as_str(),
+            unix_now() + CALLBACK_LINK_TTL,
+        );
+        config.callback_url = Some(format!("{base}{separator}{signed}"));
+        let wiring = runtime::start(&config, self.metrics.clone(), config.require.clone())?;
+        let gateway = Gateway::new(
+            config.proxy_config(),
+            wiring.upstream_rx.clone(),
+            wiring.gate_rx.clone(),
+            wiring.events.clone(),
+        )?;
+        Ok(UserEntry {
+            routes: UserRoutes::new(&config, gateway, &wiring),
+            tracker: wiring.actions,
+            task: wiring.task,
+        })
+    }
+}
+
+impl Router for PoolRouter {
+    fn route<'a>(
+        &'a self,
+        user: &'a UserId,
+        pinned: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Route, RouteError>> {
+        Box::pin(async move {
+            let entry = self
+                .pool
+                .get_or_create(user.as_str(), || async { self.start_user(user) })
+                .await
+                .map_err(|error| RouteError(format!("{error:#}")))?;
+            self.metrics.set_active_users(self.pool.len());
+            Ok(entry.routes.route(pinned))
+        })
+    }
+}
+
+/// The pages' tracker actions in multi-user mode: the callback names its user (signed), and
+/// only that user's tracker is hinted.
+struct PoolActions {
+    router: Arc<PoolRouter>,
+}
+
+impl crate::web::Actions for PoolActions {
+    fn hint(&self) {}
+
+    fn hint_for(&self, query: Option<&str>) -> bool {
+        let verified =
+            self.router
+                .signer
+                .verify(Purpose::Callback, query.unwrap_or_default(), unix_now());
+        match verified {
+            Ok(user) => {
+                if let Some(tracker) = self
+                    .router
+                    .pool
+                    .get(&user)
+                    .and_then(|e| e.tracker.get().cloned())
+                {
+                    tracker.hint();
+                }
+                true
+            }
+            Err(error) => {
+                tracing::info!(%error, "callback refused");
+                false
+            }
+        }
+    }
+
+    fn disconnect(&self, _slug: String) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async {
+            Err("the connections page is not per user yet; disconnect in Composio".to_owned())
+        })
+    }
+}
+
+/// Runs the multi-user HTTP face on `listening` until SIGINT/SIGTERM.
+pub(crate) async fn serve_multi(
+    config: Config,
+    listening: crate::commands::gateway::Listening,
+) -> std::process::ExitCode {
+    match serve_multi_inner(config, listening).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("toolgate: invalid configuration: {error:#}");
+            std::process::ExitCode::from(crate::commands::EXIT_CONFIG)
+        }
+    }
+}
+
+async fn serve_multi_inner(
+    config: Config,
+    listening: crate::commands::gateway::Listening,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let authenticator = Arc::new(authenticator(&config).await?);
+    let keys = session_keys(&config)?;
+    let router = Arc::new(PoolRouter::new(config.clone(), metrics.clone()));
+    let actions = Arc::new(PoolActions {
+        router: Arc::clone(&router),
+    });
+    let shutdown = CancellationToken::new();
+    tokio::spawn(router.sweep_until(shutdown.clone()));
+    if let (Authenticator::Tokens(store), Some(path)) = (&*authenticator, &config.auth.tokens_file)
+    {
+        tokio::spawn(watch_tokens_file(
+            path.clone(),
+            store.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let ready = match &*authenticator {
+        Authenticator::Jwt(verifier) => verifier.has_keys(),
+        _ => true,
+    };
+    let front = Arc::new(toolgate_proxy::router::MultiUser::new(
+        Arc::clone(&authenticator),
+        router,
+        keys,
+    ));
+    let app = front_app(&config, front, actions, metrics, ready)?;
+    let base_url = format!("http://{}", listening.addr);
+    eprintln!(
+        "toolgate: listening on {base_url} (composio mode, auth.mode = {}{}); MCP endpoint {base_url}{}",
+        config.auth.mode,
+        if config.session_key.is_empty() {
+            ""
+        } else {
+            ", sealed session ids"
+        },
+        config.path
+    );
+    crate::web::serve(
+        listening.listener,
+        app,
+        crate::signals::shutdown_signal(),
+        config.drain_timeout,
+    )
+    .await;
+    shutdown.cancel();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The routes with the multi-user front on the MCP path. The pages see a front status: ready
+/// (can serve: users are set up on demand), no single user's toolkits.
+fn front_app(
+    config: &Config,
+    front: Arc<toolgate_proxy::router::MultiUser>,
+    actions: Arc<PoolActions>,
+    metrics: Metrics,
+    ready: bool,
+) -> anyhow::Result<Arc<crate::web::App>> {
+    let (_status_tx, status_rx) = watch::channel(crate::status::StatusView {
+        mode: "composio".to_owned(),
+        ready,
+        not_ready_reason: (!ready).then(|| "the JWT signing keys are not loaded".to_owned()),
+        gate_open: true,
+        ..crate::status::StatusView::default()
+    });
+    // The gateway of the pages' access checks; the MCP path itself goes to the front.
+    let (_upstream_tx, upstream_rx) = watch::channel(None);
+    let (_gate_tx, gate_rx) = watch::channel(toolgate_proxy::gate::GateState::Open);
+    let gateway = Gateway::new(
+        config.proxy_config(),
+        upstream_rx,
+        gate_rx,
+        Arc::new(toolgate_proxy::events::NoEvents),
+    )?;
+    Ok(Arc::new(crate::web::App {
+        access: toolgate_proxy::access::Access::new(&config.proxy_config()),
+        status: status_rx,
+        actions,
+        metrics,
+        csrf_token: crate::web::new_csrf_token(),
+        gateway,
+        callback_wait: crate::web::CALLBACK_CONFIRM_WAIT,
+        multi: Some(front),
+    }))
+}

@@ -1,0 +1,311 @@
+//! Many users through one gateway, and replicas without sticky sessions, against the sandbox:
+//! `auth.mode = "tokens"` with alice and bob (own sessions, own links, own gates), sealed
+//! session ids that another user cannot use, 401 with a challenge, the tokens file reloaded;
+//! three single-user replicas sharing one `session_key` serving one session round-robin.
+
+use serde_json::json;
+use toolgate_tests::binary::{
+    Gateway, PATIENCE, answer_link, assert_no_key, call_tool, composio_env, eventually, links_in,
+    result_text, sandbox,
+};
+use toolgate_tests::http::RawMcp;
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-abcdefghijkl";
+const SESSION_KEY: &str = "e2e-session-key-0123456789abcdef-0123";
+
+fn client(gateway: &Gateway, token: &str) -> RawMcp {
+    let mut client = RawMcp::new(&gateway.mcp_url());
+    client.extra = vec![("Authorization".into(), format!("Bearer {token}"))];
+    client
+}
+
+/// Initializes once the user's session exists (the first request creates it; until then the
+/// gateway answers "not ready").
+async fn initialized(mut client: RawMcp) -> anyhow::Result<RawMcp> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match client.initialize().await {
+            Ok(()) => return Ok(client),
+            Err(error) if tokio::time::Instant::now() > deadline => return Err(error),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The Connect Link of a blocked call, once the user's gate has one.
+async fn blocked_link(client: &RawMcp) -> anyhow::Result<String> {
+    eventually("a blocked answer with a link", || async {
+        let answer = call_tool(client, 7, "SANDBOX_ECHO", json!({"message": "hi"})).await?;
+        let links = links_in(&result_text(&answer));
+        Ok((answer["result"]["isError"] == true && links.len() == 1).then(|| links[0].clone()))
+    })
+    .await
+}
+
+async fn passes(client: &RawMcp) -> anyhow::Result<()> {
+    eventually("the call to pass", || async {
+        let answer = call_tool(client, 8, "SANDBOX_ECHO", json!({"message": "hello"})).await?;
+        Ok(
+            (answer["result"]["isError"] != true && result_text(&answer).contains("hello"))
+                .then_some(()),
+        )
+    })
+    .await
+}
+
+/// alice connects gmail and her call passes; bob's is blocked with his own link; bob holding
+/// alice's session id gets 404; a wrong or missing token gets 401 with a challenge; a user
+/// added to the tokens file is accepted without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
+    let sandbox = sandbox()?;
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("# users\nalice {ALICE}\nbob {BOB}\n"))?;
+    let mut env = composio_env(&sandbox, "unused");
+    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
+    for (name, value) in [
+        ("TOOLGATE_AUTH_MODE", "tokens"),
+        (
+            "TOOLGATE_AUTH_TOKENS_FILE",
+            tokens.to_str().unwrap_or_default(),
+        ),
+        ("TOOLGATE_REQUIRE", "gmail"),
+        ("TOOLGATE_SESSION_KEY", SESSION_KEY),
+    ] {
+        env.push((name.into(), value.into()));
+    }
+    let mut gateway = Gateway::start(&[], &env).await?;
+    let (status, ready) = gateway.readyz().await?;
+    assert_eq!(status, 200, "{ready}");
+
+    let alice = initialized(client(&gateway, ALICE)).await?;
+    let bob = initialized(client(&gateway, BOB)).await?;
+    let alice_link = blocked_link(&alice).await?;
+    let bob_link = blocked_link(&bob).await?;
+    assert_ne!(
+        alice_link, bob_link,
+        "each user gets their own Connect Link"
+    );
+
+    answer_link(&sandbox, &alice_link, "allow").await?;
+    passes(&alice).await?;
+    let still = call_tool(&bob, 9, "SANDBOX_ECHO", json!({"message": "x"})).await?;
+    assert_eq!(still["result"]["isError"], true, "{still}");
+    assert!(result_text(&still).contains(&bob_link), "{still}");
+
+    // Bob presenting alice's session id: an unknown session for him.
+    let mut thief = client(&gateway, BOB);
+    thief.session = alice.session.clone();
+    let stolen = thief
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .send()
+        .await?;
+    assert_eq!(stolen.status(), 404);
+    // A tampered id is just as unknown, for alice herself.
+    let mut bent = client(&gateway, ALICE);
+    bent.session = alice.session.as_ref().map(|id| format!("{id}x"));
+    let status = bent
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, 404);
+
+    for token in [Some("wrong-token-0123456789"), None] {
+        let mut stranger = RawMcp::new(&gateway.mcp_url());
+        if let Some(token) = token {
+            stranger.extra = vec![("Authorization".into(), format!("Bearer {token}"))];
+        }
+        let answer = stranger
+            .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}))
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 401);
+        let challenge = answer.headers().get("www-authenticate").cloned();
+        assert!(challenge.is_some_and(|value| value.as_bytes().starts_with(b"Bearer")));
+    }
+
+    let (_, metrics) = gateway.get("/metrics").await?;
+    assert!(metrics.contains("toolgate_active_users 2"), "{metrics}");
+    assert!(
+        !metrics.contains("alice") && !metrics.contains("bob"),
+        "{metrics}"
+    );
+
+    // carol joins: the file is re-read without a restart.
+    std::fs::write(
+        &tokens,
+        format!("alice {ALICE}\nbob {BOB}\ncarol carol-token-0123456789\n"),
+    )?;
+    initialized(client(&gateway, "carol-token-0123456789")).await?;
+
+    let status = gateway.process.terminate().await?;
+    assert!(status.success(), "{status}");
+    assert_no_key("stderr", &gateway.process.stderr());
+    Ok(())
+}
+
+/// Three `toolgate serve` replicas of one user with one `session_key`; a client sends each
+/// request to the next replica in turn: initialize → list → blocked → connect → call; one
+/// replica is killed mid-session and the session goes on through the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_serve_one_session_round_robin() -> anyhow::Result<()> {
+    let sandbox = sandbox()?;
+    let mut env = composio_env(&sandbox, "replica-user");
+    env.push(("TOOLGATE_REQUIRE".into(), "gmail".into()));
+    env.push(("TOOLGATE_SESSION_KEY".into(), SESSION_KEY.into()));
+    env.push(("TOOLGATE_GATE_RECHECK_INTERVAL".into(), "1s".into()));
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let replica = Gateway::start(&[], &env).await?;
+        replica.wait_for_gate("closed").await?;
+        replicas.push(replica);
+    }
+    let urls: Vec<String> = replicas.iter().map(Gateway::mcp_url).collect();
+    let mut client = RawMcp::new(&urls[0]);
+    client.initialize().await?;
+    let session = client.session.clone();
+    assert!(session.is_some(), "a sealed session id");
+
+    let mut turn = 1;
+    let mut next = |client: &mut RawMcp| {
+        client.url = urls[turn % urls.len()].clone();
+        turn += 1;
+    };
+    next(&mut client);
+    let list = client
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .send()
+        .await?;
+    assert_eq!(list.status(), 200);
+    assert!(list.text().await?.contains("SANDBOX_ECHO"));
+    next(&mut client);
+    let link = blocked_link(&client).await?;
+    answer_link(&sandbox, &link, "allow").await?;
+
+    // Replica 0, which made the session, dies; the session continues on 1 and 2.
+    replicas[0].process.terminate().await?;
+    for _ in 0..4 {
+        client.url = urls[1 + turn % 2].clone();
+        turn += 1;
+        passes(&client).await?;
+        assert_eq!(client.session, session, "the same session throughout");
+    }
+    for replica in &mut replicas[1..] {
+        assert!(replica.process.terminate().await?.success());
+        assert_no_key("stderr", &replica.process.stderr());
+    }
+    Ok(())
+}
+
+/// `auth.mode = "jwt"` with a local JWKS file: a token for this resource names the user
+/// (whose own Composio session is used); wrong audience, wrong issuer or expired gets 401
+/// with the RFC 9728 challenge; the metadata document it names is served and valid.
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_mode_validates_tokens_and_serves_metadata() -> anyhow::Result<()> {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    const ISSUER: &str = "https://auth.test.invalid";
+    let sandbox = sandbox()?;
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .map_err(|_| anyhow::anyhow!("key generation"))?;
+    let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)?;
+    jwk.common.key_id = Some("test-key".into());
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({ "keys": [jwk] }).to_string())?;
+    let mut env = composio_env(&sandbox, "unused");
+    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
+    for (name, value) in [
+        ("TOOLGATE_AUTH_MODE", "jwt"),
+        (
+            "TOOLGATE_AUTH_JWT_JWKS_FILE",
+            jwks.to_str().unwrap_or_default(),
+        ),
+        ("TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS", ISSUER),
+        ("TOOLGATE_REQUIRE", "gmail"),
+    ] {
+        env.push((name.into(), value.into()));
+    }
+    let mut gateway = Gateway::start(&[], &env).await?;
+    let resource = gateway.mcp_url();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let sign = |claims: serde_json::Value| -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("test-key".into());
+        Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+    };
+    let good = json!({"iss": ISSUER, "aud": resource, "sub": "dana", "exp": now + 600});
+
+    let dana = initialized(client(&gateway, &sign(good.clone())?)).await?;
+    let link = blocked_link(&dana).await?;
+    assert!(link.starts_with(&sandbox.base_url()), "{link}");
+
+    let metadata_url = gateway
+        .mcp_url()
+        .replace("/mcp", "/.well-known/oauth-protected-resource/mcp");
+    let mut bad_claims = Vec::new();
+    for (field, value) in [
+        ("aud", json!("http://127.0.0.1:1/mcp")),
+        ("iss", json!("https://evil.invalid")),
+        ("exp", json!(now - 3600)),
+    ] {
+        let mut claims = good.clone();
+        claims[field] = value;
+        bad_claims.push(Some(sign(claims)?));
+    }
+    bad_claims.push(None);
+    for token in bad_claims {
+        let mut stranger = RawMcp::new(&gateway.mcp_url());
+        if let Some(token) = &token {
+            stranger.extra = vec![("Authorization".into(), format!("Bearer {token}"))];
+        }
+        let answer = stranger
+            .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}))
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 401);
+        let challenge = answer
+            .headers()
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            challenge.starts_with(&format!("Bearer resource_metadata=\"{metadata_url}\"")),
+            "{challenge}"
+        );
+        assert_eq!(
+            challenge.contains("error=\"invalid_token\""),
+            token.is_some(),
+            "{challenge}"
+        );
+    }
+
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let (status, body) = gateway.get(path).await?;
+        assert_eq!(status, 200, "{path}");
+        let document: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(document["resource"], resource);
+        assert_eq!(
+            document["authorization_servers"],
+            json!([format!("{ISSUER}/")])
+        );
+        assert_eq!(document["bearer_methods_supported"], json!(["header"]));
+    }
+    assert!(gateway.process.terminate().await?.success());
+    assert_no_key("stderr", &gateway.process.stderr());
+    Ok(())
+}
