@@ -6,7 +6,7 @@
 use serde_json::json;
 use toolgate_tests::binary::{
     Gateway, PATIENCE, answer_link, assert_no_key, call_tool, composio_env, eventually, links_in,
-    result_text, sandbox,
+    result_text, run, sandbox,
 };
 use toolgate_tests::http::RawMcp;
 
@@ -94,6 +94,13 @@ async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
     let still = call_tool(&bob, 9, "SANDBOX_ECHO", json!({"message": "x"})).await?;
     assert_eq!(still["result"]["isError"], true, "{still}");
     assert!(result_text(&still).contains(&bob_link), "{still}");
+
+    // `status --user` reads one user of the multi-user configuration.
+    let (code, out, err) = run(&["status", "--user", "alice"], &env).await?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("user alice"), "{out}");
+    let (code, out, _) = run(&["status", "--user", "bob"], &env).await?;
+    assert_eq!(code, 3, "bob is not connected: {out}");
 
     // Bob presenting alice's session id: an unknown session for him.
     let mut thief = client(&gateway, BOB);

@@ -258,8 +258,9 @@ pub(crate) struct ConfigArgs {
     /// TOML configuration file (default: ./toolgate.toml when present).
     #[arg(long, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
-    /// Composio user id (`user_id`).
-    #[arg(long, value_name = "ID")]
+    /// Composio user id (`user_id`). `--user` is the same flag, for `toolgate status --user U`
+    /// against a multi-user configuration.
+    #[arg(long, alias = "user", value_name = "ID")]
     pub(crate) user_id: Option<String>,
     /// Required toolkit; repeat or comma-separate (`require`).
     #[arg(long, value_name = "TOOLKIT", value_delimiter = ',')]

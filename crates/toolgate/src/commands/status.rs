@@ -29,8 +29,9 @@ pub(crate) struct ComposioConfigArgs {
     /// TOML configuration file (default: ./toolgate.toml when present).
     #[arg(long, value_name = "PATH")]
     config: Option<std::path::PathBuf>,
-    /// Composio user id (`user_id`).
-    #[arg(long, value_name = "ID")]
+    /// Composio user id (`user_id`); `--user U` also works, to look at one user of a
+    /// multi-user configuration.
+    #[arg(long, alias = "user", value_name = "ID")]
     user_id: Option<String>,
     /// Required toolkit; repeat or comma-separate (`require`).
     #[arg(long, value_name = "TOOLKIT", value_delimiter = ',')]
