@@ -8,7 +8,7 @@
 //! which the backend does not deduplicate, never goes through this client.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -21,8 +21,9 @@ use url::Url;
 use crate::error::{ApiError, ComposioError, WaitError, scrub_secret};
 use crate::retry;
 use crate::types::{
-    AccountStatus, ConnectedAccount, ConnectionRequest, CreateSessionRequest,
-    DeleteAccountResponse, LinkRequest, Session, SessionToolkit, ToolkitsPage, ToolkitsQuery,
+    AccountStatus, AccountsPage, AccountsQuery, AuthConfig, ConnectedAccount, ConnectionRequest,
+    CreateSessionRequest, DeleteAccountResponse, LinkRequest, Session, SessionToolkit,
+    ToolkitsPage, ToolkitsQuery,
 };
 
 /// Composio's production API.
@@ -54,6 +55,154 @@ pub struct ClientConfig {
     /// How long an unused pooled connection is kept open; `None` keeps it until the server
     /// closes it (and starts no idle-sweep timer, which paused-clock tests need). Default 90 s.
     pub pool_idle_timeout: Option<Duration>,
+    /// Told about every HTTP attempt (retries included), for metrics. Default none.
+    pub observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// How one HTTP attempt against Composio ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// A 2xx answer.
+    Ok,
+    /// 429: the organization's rate limit.
+    RateLimited,
+    /// Any other 4xx.
+    ClientError,
+    /// A 5xx.
+    ServerError,
+    /// No answer: connect failure, reset, timeout.
+    Network,
+}
+
+impl CallOutcome {
+    /// A short label (`ok`, `rate_limited`, `client_error`, `server_error`, `network`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::RateLimited => "rate_limited",
+            Self::ClientError => "client_error",
+            Self::ServerError => "server_error",
+            Self::Network => "network",
+        }
+    }
+
+    fn of(status: http::StatusCode) -> Self {
+        if status.is_success() {
+            Self::Ok
+        } else if status == http::StatusCode::TOO_MANY_REQUESTS {
+            Self::RateLimited
+        } else if status.is_server_error() {
+            Self::ServerError
+        } else {
+            Self::ClientError
+        }
+    }
+}
+
+/// Sees every Composio call the client makes (the binary counts them into metrics). Called
+/// synchronously on the calling task: keep it cheap.
+pub trait CallObserver: Send + Sync + 'static {
+    /// One HTTP attempt of `operation` (e.g. `list toolkits`) ended with `outcome`.
+    fn call_finished(&self, operation: &'static str, outcome: CallOutcome);
+}
+
+/// What the last answers said about the organization's rate limit (`X-RateLimit-*`,
+/// `Retry-After`). Composio's limit is per organization and shared by every client of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitView {
+    /// `X-RateLimit`: requests per window, when the server said.
+    pub limit: Option<u64>,
+    /// `X-RateLimit-Remaining` of the newest answer that carried it.
+    pub remaining: Option<u64>,
+    /// How long background work should hold off: until a `Retry-After` passes, or until the
+    /// window turns over when the remaining budget is nearly used up. `None`: go ahead.
+    pub pause: Option<Duration>,
+}
+
+/// Below this fraction of the window's limit left, background work waits for the next window.
+const LOW_BUDGET_FRACTION: u64 = 10;
+/// ... and never below this many requests left, whatever the limit.
+const LOW_BUDGET_FLOOR: u64 = 5;
+/// Window length assumed when the server names none (Composio's documented 60 s).
+const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+struct RateState {
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    /// When background work may resume, from `Retry-After` or a nearly spent window.
+    resume_at: Option<tokio::time::Instant>,
+}
+
+impl RateState {
+    fn observe(&mut self, headers: &HeaderMap, status: http::StatusCode) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|text| text.trim().parse::<u64>().ok())
+        };
+        let now = tokio::time::Instant::now();
+        if let Some(limit) = number("x-ratelimit") {
+            self.limit = Some(limit);
+        }
+        if let Some(remaining) = number("x-ratelimit-remaining") {
+            self.remaining = Some(remaining);
+            let low = self
+                .limit
+                .map_or(LOW_BUDGET_FLOOR, |limit| limit / LOW_BUDGET_FRACTION)
+                .max(LOW_BUDGET_FLOOR);
+            if remaining <= low {
+                let window = headers
+                    .get("x-ratelimit-window-size")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|text| humantime_seconds(text.trim()))
+                    .unwrap_or(DEFAULT_RATE_WINDOW);
+                self.push_resume(now + window);
+            }
+        }
+        if status == http::StatusCode::TOO_MANY_REQUESTS {
+            // Any Retry-After counts here (not only the ≤60 s the retry loop honours): it is
+            // the server saying when the organization has budget again.
+            let delay = headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_RATE_WINDOW, Duration::from_secs);
+            self.push_resume(now + delay);
+        }
+    }
+
+    fn push_resume(&mut self, at: tokio::time::Instant) {
+        self.resume_at = Some(self.resume_at.map_or(at, |current| current.max(at)));
+    }
+
+    fn view(&self) -> RateLimitView {
+        let now = tokio::time::Instant::now();
+        RateLimitView {
+            limit: self.limit,
+            remaining: self.remaining,
+            pause: self
+                .resume_at
+                .filter(|at| *at > now)
+                .map(|at| at.saturating_duration_since(now)),
+        }
+    }
+}
+
+/// `60s`, `60` or `1m` as a duration (the window-size header's forms).
+fn humantime_seconds(text: &str) -> Option<Duration> {
+    if let Some(seconds) = text.strip_suffix('s') {
+        return seconds.trim().parse::<u64>().ok().map(Duration::from_secs);
+    }
+    if let Some(minutes) = text.strip_suffix('m') {
+        return minutes
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|minutes| Duration::from_secs(minutes.saturating_mul(60)));
+    }
+    text.parse::<u64>().ok().map(Duration::from_secs)
 }
 
 impl ClientConfig {
@@ -67,6 +216,7 @@ impl ClientConfig {
             max_retries: 2,
             connection_poll_interval: Duration::from_secs(1),
             pool_idle_timeout: Some(Duration::from_secs(90)),
+            observer: None,
         }
     }
 
@@ -89,6 +239,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_retries", &self.max_retries)
             .field("connection_poll_interval", &self.connection_poll_interval)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -126,6 +277,8 @@ struct Inner {
     api_key_header: HeaderValue,
     max_retries: u32,
     connection_poll_interval: Duration,
+    observer: Option<Arc<dyn CallObserver>>,
+    rate: Mutex<RateState>,
 }
 
 impl fmt::Debug for ComposioClient {
@@ -195,6 +348,8 @@ impl ComposioClient {
                 api_key_header,
                 max_retries: config.max_retries,
                 connection_poll_interval: config.connection_poll_interval,
+                observer: config.observer,
+                rate: Mutex::new(RateState::default()),
             }),
         })
     }
@@ -202,6 +357,108 @@ impl ComposioClient {
     /// The configured API base URL.
     pub fn base_url(&self) -> &Url {
         &self.inner.base_url
+    }
+
+    /// What the latest answers said about the organization's rate limit.
+    pub fn rate_limit(&self) -> RateLimitView {
+        self.lock_rate().view()
+    }
+
+    fn lock_rate(&self) -> std::sync::MutexGuard<'_, RateState> {
+        // One small struct updated in one step: a poisoned lock still holds a usable state.
+        self.inner
+            .rate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn observe(&self, operation: &'static str, outcome: CallOutcome) {
+        if let Some(observer) = &self.inner.observer {
+            observer.call_finished(operation, outcome);
+        }
+    }
+
+    /// `PATCH /api/v3.1/tool_router/session/{id}`: applies a changed configuration to an
+    /// existing session (Composio bumps `config_version`).
+    pub async fn patch_session(
+        &self,
+        session_id: &str,
+        request: &CreateSessionRequest,
+    ) -> Result<Session, ComposioError> {
+        self.call(
+            "patch session",
+            Method::PATCH,
+            &["tool_router", "session", session_id],
+            &[],
+            Some(request),
+        )
+        .await
+    }
+
+    /// `GET /api/v3.1/auth_configs/{id}`: which OAuth app an auth config is.
+    pub async fn get_auth_config(&self, auth_config_id: &str) -> Result<AuthConfig, ComposioError> {
+        self.call::<AuthConfig, ()>(
+            "get auth config",
+            Method::GET,
+            &["auth_configs", auth_config_id],
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Every connected account matching `query` (`GET /api/v3.1/connected_accounts`, all
+    /// pages, newest first).
+    pub async fn list_connected_accounts(
+        &self,
+        query: &AccountsQuery,
+    ) -> Result<Vec<ConnectedAccount>, ComposioError> {
+        let mut params: Vec<(&str, String)> = vec![
+            ("limit", "100".to_owned()),
+            ("order_by", "created_at".to_owned()),
+            ("order_direction", "desc".to_owned()),
+        ];
+        for (name, values) in [
+            ("user_ids", &query.user_ids),
+            ("toolkit_slugs", &query.toolkit_slugs),
+            ("statuses", &query.statuses),
+            ("connected_account_ids", &query.connected_account_ids),
+        ] {
+            if !values.is_empty() {
+                params.push((name, values.join(",")));
+            }
+        }
+        let mut items = Vec::new();
+        let mut seen_cursors = std::collections::HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let page: AccountsPage = self
+                .call::<AccountsPage, ()>(
+                    "list connected accounts",
+                    Method::GET,
+                    &["connected_accounts"],
+                    &params,
+                    None,
+                )
+                .await?;
+            items.extend(page.items);
+            match page.next_cursor.filter(|next| !next.is_empty()) {
+                None => return Ok(items),
+                Some(next) => {
+                    if !seen_cursors.insert(next.clone()) {
+                        return Err(ComposioError::Pagination {
+                            operation: "list connected accounts",
+                            reason: "the server repeated a cursor".to_owned(),
+                        });
+                    }
+                    params.retain(|(name, _)| *name != "cursor");
+                    params.push(("cursor", next));
+                }
+            }
+        }
+        Err(ComposioError::Pagination {
+            operation: "list connected accounts",
+            reason: format!("more than {MAX_PAGES} pages"),
+        })
     }
 
     /// `POST /api/v3.1/tool_router/session`: creates a session for a user.
@@ -462,6 +719,7 @@ impl ComposioClient {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
+                    self.lock_rate().observe(&headers, status);
                     match response.bytes().await {
                         Ok(bytes) => Ok((status, headers, bytes)),
                         Err(source) => Err(source),
@@ -469,6 +727,13 @@ impl ComposioClient {
                 }
                 Err(source) => Err(source),
             };
+            self.observe(
+                operation,
+                match &outcome {
+                    Ok((status, _, _)) => CallOutcome::of(*status),
+                    Err(_) => CallOutcome::Network,
+                },
+            );
             match outcome {
                 Err(source) => {
                     if can_retry {

@@ -297,6 +297,18 @@ impl ComposioError {
         }
     }
 
+    /// True when trying again may help: 408, 409, 429, 5xx and network failures. Everything
+    /// else (a refused key, a missing session, a rejected body) fails the same way again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Network { .. } => true,
+            Self::Api(api) => {
+                matches!(api.status.as_u16(), 408 | 409 | 429) || api.status.is_server_error()
+            }
+            _ => false,
+        }
+    }
+
     /// True for a 404: the session, account or toolkit does not exist (or was deleted).
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(StatusCode::NOT_FOUND)

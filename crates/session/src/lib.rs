@@ -26,11 +26,14 @@ mod retry;
 pub mod tracker;
 pub mod types;
 
-pub use client::{API_KEY_HEADER, ClientConfig, ComposioClient, DEFAULT_BASE_URL, McpEndpoint};
+pub use client::{
+    API_KEY_HEADER, CallObserver, CallOutcome, ClientConfig, ComposioClient, DEFAULT_BASE_URL,
+    McpEndpoint, RateLimitView,
+};
 pub use error::{ApiError, ComposioError, Fault, WaitError};
 pub use pool::{PoolConfig, PoolEntry, UserPool};
 pub use tracker::{
-    ConnectionTracker, GateSnapshot, LastError, ToolkitGate, ToolkitState, TrackerConfig,
-    TrackerError, TrackerHandle,
+    AccountSummary, AuthInfo, ConnectionTracker, GateSnapshot, LastError, ToolkitGate,
+    ToolkitState, TrackerConfig, TrackerError, TrackerHandle,
 };
 pub use types::*;

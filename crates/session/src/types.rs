@@ -33,6 +33,23 @@ pub struct CreateSessionRequest {
     /// Remote workbench settings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workbench: Option<Workbench>,
+    /// Several connected accounts per toolkit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_account: Option<MultiAccount>,
+}
+
+/// The `multi_account` object: several connected accounts per toolkit in one session.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct MultiAccount {
+    /// Whether a toolkit may have more than one account in the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    /// Upper bound per toolkit (the server accepts 2 to 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_accounts_per_toolkit: Option<u32>,
+    /// Whether the model must name the account on every call instead of using the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_explicit_selection: Option<bool>,
 }
 
 /// The `manage_connections` object (never a bare bool on the wire). Only set keys are sent,
@@ -290,6 +307,52 @@ pub struct ConnectionRequest {
 
 // === Connected accounts ===
 
+/// Filters for `GET /api/v3.1/connected_accounts` (array filters are sent comma-joined).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountsQuery {
+    /// Only accounts of these users.
+    pub user_ids: Vec<String>,
+    /// Only accounts of these toolkits.
+    pub toolkit_slugs: Vec<String>,
+    /// Only accounts in these statuses.
+    pub statuses: Vec<String>,
+    /// Only these accounts.
+    pub connected_account_ids: Vec<String>,
+}
+
+/// One page of the connected-accounts listing.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct AccountsPage {
+    /// The accounts on this page.
+    #[serde(default)]
+    pub items: Vec<ConnectedAccount>,
+    /// Cursor of the next page; `None` (or empty) on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// An auth config (`GET /api/v3.1/auth_configs/{id}`): which OAuth app a link uses.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Auth config id (`ac_...`).
+    pub id: String,
+    /// Display name, e.g. the white-label app's name.
+    #[serde(default)]
+    pub name: String,
+    /// Whether Composio manages the OAuth app (`false`: the project's own app).
+    #[serde(default)]
+    pub is_composio_managed: Option<bool>,
+    /// The auth scheme, e.g. `OAUTH2`.
+    #[serde(default)]
+    pub auth_scheme: Option<String>,
+    /// `ENABLED` or `DISABLED`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The toolkit it belongs to.
+    #[serde(default)]
+    pub toolkit: Option<ToolkitRef>,
+}
+
 /// A connected account (`GET /api/v3.1/connected_accounts/{id}`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct ConnectedAccount {
@@ -315,6 +378,12 @@ pub struct ConnectedAccount {
     /// ISO update time.
     #[serde(default)]
     pub updated_at: Option<String>,
+    /// The account's alias, unique per user and toolkit.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Owner user id (deprecated on the wire, still sent).
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// `{slug}` reference to a toolkit.
@@ -459,6 +528,7 @@ mod tests {
             auth_configs: BTreeMap::from([("gmail".to_owned(), "ac_1".to_owned())]),
             connected_accounts: BTreeMap::from([("gmail".to_owned(), vec!["ca_1".to_owned()])]),
             workbench: Some(Workbench::default()),
+            multi_account: None,
         };
         assert_eq!(
             serde_json::to_value(&full).ok(),

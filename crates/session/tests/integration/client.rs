@@ -92,6 +92,7 @@ async fn create_session_sends_every_option() -> anyhow::Result<()> {
     let sandbox = support::sandbox()?;
     let client = support::client(&sandbox)?;
     let request = CreateSessionRequest {
+        multi_account: None,
         user_id: "user_options".to_owned(),
         manage_connections: Some(ManageConnections {
             enable: Some(true),

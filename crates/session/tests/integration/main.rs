@@ -2,6 +2,7 @@
 //! One test binary (shared helpers in `support`).
 
 mod client;
+mod lifecycle;
 mod secrets;
 mod support;
 mod tracker;

@@ -141,6 +141,33 @@ pub(crate) async fn deactivate(sandbox: &Sandbox, account_id: &str) -> anyhow::R
     Ok(())
 }
 
+/// The account becomes ACTIVE again (Composio re-enabled it).
+pub(crate) async fn activate(sandbox: &Sandbox, account_id: &str) -> anyhow::Result<()> {
+    control_post(
+        sandbox,
+        &format!("/_sandbox/accounts/{account_id}/activate"),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes a session behind the tracker's back (as an expiry or another tool would).
+pub(crate) async fn delete_session(sandbox: &Sandbox, session_id: &str) -> anyhow::Result<()> {
+    let response = control_client()?
+        .delete(format!(
+            "{}/api/v3.1/tool_router/session/{session_id}",
+            sandbox.base_url()
+        ))
+        .header("x-api-key", DEMO_API_KEY)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("deleting the session answered {}", response.status());
+    }
+    Ok(())
+}
+
 /// Injects a fault (`{"path_prefix","status","retry_after","delay_ms","count"}`).
 pub(crate) async fn fault(sandbox: &Sandbox, spec: serde_json::Value) -> anyhow::Result<()> {
     control_post(sandbox, "/_sandbox/faults", Some(spec)).await?;

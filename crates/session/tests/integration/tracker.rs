@@ -25,7 +25,20 @@ fn fast_config(required: &[&str]) -> TrackerConfig {
     config.error_backoff_initial = Duration::from_millis(20);
     config.error_backoff_max = Duration::from_millis(100);
     config.min_check_spacing = Duration::ZERO;
+    // These tests poll every 20 ms on purpose; the budget has its own tests.
+    config.background_calls_per_minute = 1_000_000;
     config
+}
+
+fn needs_link(snapshot: &GateSnapshot, slug: &str) -> bool {
+    matches!(state(snapshot, slug), Ok(ToolkitState::NeedsLink { .. }))
+}
+
+fn link_expired(snapshot: &GateSnapshot, slug: &str) -> bool {
+    matches!(
+        state(snapshot, slug),
+        Ok(ToolkitState::NeedsLink { expired: true, .. })
+    )
 }
 
 async fn start(
@@ -331,7 +344,17 @@ async fn expired_link_is_reminted() -> anyhow::Result<()> {
     // Composio expires the unfinished account (as it does after ~10 minutes).
     let account = support::initiated_account(&sandbox, "user_expire", "notion").await?;
     expire(&sandbox, &account).await?;
-    let fresh = wait_for(&mut receiver, "a fresh link", |snapshot| {
+    // Nobody is waiting: polling stops and no link is minted until someone needs one.
+    wait_for(&mut receiver, "the link to be marked expired", |snapshot| {
+        link_expired(snapshot, "notion")
+    })
+    .await?;
+    assert_eq!(
+        count_requests(&sandbox, "POST", "/api/v3.1/tool_router/session/"),
+        1
+    );
+    handle.want_links();
+    let fresh = wait_for(&mut receiver, "a fresh link on demand", |snapshot| {
         is_pending(snapshot, "notion")
             && connect_url(snapshot, "notion").is_ok_and(|url| url != first_link)
     })
@@ -356,7 +379,12 @@ async fn sandbox_link_ttl_expiry_is_reminted() -> anyhow::Result<()> {
     })
     .await?;
     let first_link = connect_url(&pending, "linear")?;
-    wait_for(&mut receiver, "a fresh link after the TTL", |snapshot| {
+    wait_for(&mut receiver, "the link to be marked expired", |snapshot| {
+        link_expired(snapshot, "linear")
+    })
+    .await?;
+    handle.want_links();
+    wait_for(&mut receiver, "a fresh link on demand", |snapshot| {
         connect_url(snapshot, "linear").is_ok_and(|url| url != first_link)
     })
     .await?;
@@ -375,13 +403,19 @@ async fn link_lifetime_reminting_without_composio_expiry() -> anyhow::Result<()>
     })
     .await?;
     let first_link = connect_url(&pending, "gmail")?;
-    let fresh = wait_for(
-        &mut receiver,
-        "a fresh link after the lifetime",
-        |snapshot| connect_url(snapshot, "gmail").is_ok_and(|url| url != first_link),
-    )
+    let expired = wait_for(&mut receiver, "the lifetime to end the link", |snapshot| {
+        link_expired(snapshot, "gmail")
+    })
+    .await?;
+    assert!(!expired.open);
+    let polls = count_requests(&sandbox, "GET", "/api/v3.1/connected_accounts/");
+    handle.want_links();
+    let fresh = wait_for(&mut receiver, "a fresh link on demand", |snapshot| {
+        connect_url(snapshot, "gmail").is_ok_and(|url| url != first_link)
+    })
     .await?;
     assert!(!fresh.open);
+    assert!(polls > 0);
     Ok(())
 }
 
@@ -426,7 +460,7 @@ async fn periodic_reverification_notices_a_revoke() -> anyhow::Result<()> {
     wait_for(
         &mut receiver,
         "the periodic check to close the gate",
-        |snapshot| !snapshot.open && is_pending(snapshot, "github"),
+        |snapshot| !snapshot.open && needs_link(snapshot, "github"),
     )
     .await?;
     Ok(())
@@ -600,9 +634,11 @@ async fn disconnect_deletes_the_account_and_offers_a_new_link() -> anyhow::Resul
     .await?;
     let account = account_id(&open, "gmail")?;
 
-    let after = handle.disconnect("gmail", true).await?;
+    let after = handle.disconnect("gmail", None, true).await?;
     assert!(!after.open);
-    assert!(is_pending(&after, "gmail"), "{after:#?}");
+    assert!(needs_link(&after, "gmail"), "{after:#?}");
+    let offered = handle.check_with_links().await?;
+    assert!(is_pending(&offered, "gmail"), "{offered:#?}");
     assert!(
         client
             .get_connected_account(&account)
@@ -618,15 +654,15 @@ async fn disconnect_deletes_the_account_and_offers_a_new_link() -> anyhow::Resul
     }));
 
     assert!(matches!(
-        handle.disconnect("slack", false).await,
+        handle.disconnect("slack", None, false).await,
         Err(TrackerError::NotTracked(_))
     ));
     assert!(matches!(
-        handle.disconnect("gmail", false).await,
+        handle.disconnect("gmail", None, false).await,
         Err(TrackerError::NotConnected(_))
     ));
     assert!(matches!(
-        handle.disconnect("hackernews", false).await,
+        handle.disconnect("hackernews", None, false).await,
         Err(TrackerError::NotConnected(_))
     ));
     Ok(())
