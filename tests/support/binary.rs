@@ -53,6 +53,14 @@ pub fn composio_env(sandbox: &Sandbox, user: &str) -> Vec<(String, String)> {
         ("TOOLGATE_USER_ID".into(), user.into()),
         // Debug logs: the most verbose output is the best place to look for a leaked key.
         ("TOOLGATE_LOG_LEVEL".into(), "debug".into()),
+        // Remembered sessions stay with this test's sandbox, out of the real home.
+        (
+            "XDG_STATE_HOME".into(),
+            std::env::temp_dir()
+                .join(format!("toolgate-e2e-state-{}", sandbox.addr().port()))
+                .display()
+                .to_string(),
+        ),
     ]
 }
 

@@ -568,12 +568,7 @@ impl crate::web::Actions for PoolActions {
                 .verify(Purpose::Callback, query.unwrap_or_default(), unix_now());
         match verified {
             Ok(user) => {
-                if let Some(tracker) = self
-                    .router
-                    .pool
-                    .get(&user)
-                    .and_then(|e| e.tracker.get().cloned())
-                {
+                if let Some(tracker) = self.router.pool.get(&user).and_then(|e| e.tracker.get()) {
                     tracker.hint();
                 }
                 true
@@ -585,7 +580,11 @@ impl crate::web::Actions for PoolActions {
         }
     }
 
-    fn disconnect(&self, _slug: String) -> BoxFuture<'static, Result<(), String>> {
+    fn disconnect(
+        &self,
+        _slug: String,
+        _account: Option<String>,
+    ) -> BoxFuture<'static, Result<(), String>> {
         Box::pin(async {
             Err("the connections page is not per user yet; disconnect in Composio".to_owned())
         })

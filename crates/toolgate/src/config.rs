@@ -122,6 +122,9 @@ pub(crate) struct ComposioSection {
     pub(crate) api_key: Option<SecretString>,
     /// API origin, e.g. `https://backend.composio.dev` or a local sandbox.
     pub(crate) base_url: String,
+    /// Ceiling on toolgate's own background calls to Composio (polls, re-checks) per minute;
+    /// calls a person triggers are counted but not held back.
+    pub(crate) background_calls_per_minute: u32,
 }
 
 /// `[session]`: the body of the session toolgate creates (or the session it reuses).
@@ -141,8 +144,27 @@ pub(crate) struct SessionSection {
     pub(crate) toolkits_disable: Vec<String>,
     /// Auth config per toolkit slug (`ac_...`).
     pub(crate) auth_configs: BTreeMap<String, String>,
-    /// Connected account per toolkit slug (`ca_...`).
-    pub(crate) connected_accounts: BTreeMap<String, String>,
+    /// Connected accounts pinned per toolkit slug: one `ca_...` id or alias, or a list of them
+    /// (several need `multi_account.enable`).
+    #[serde(deserialize_with = "map_of_lists")]
+    pub(crate) connected_accounts: BTreeMap<String, Vec<String>>,
+    /// Several accounts per toolkit (`multi_account`).
+    pub(crate) multi_account: MultiAccountSection,
+    /// Where the session id is remembered across runs; empty disables it. Default
+    /// `$XDG_STATE_HOME/toolgate/sessions.json` (`~/.local/state/...`).
+    pub(crate) state_file: Option<PathBuf>,
+}
+
+/// `[session.multi_account]`: several connected accounts per toolkit.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MultiAccountSection {
+    /// Allow several accounts per toolkit in the session.
+    pub(crate) enable: bool,
+    /// At most this many per toolkit (2 to 10; Composio's default 5 when unset).
+    pub(crate) max_accounts_per_toolkit: Option<u32>,
+    /// The model must name the account on each call instead of using the default one.
+    pub(crate) require_explicit_selection: bool,
 }
 
 /// `[gate]`: what a `tools/call` meets while a required toolkit is not connected.
@@ -228,6 +250,7 @@ impl Default for ComposioSection {
         Self {
             api_key: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
+            background_calls_per_minute: 60,
         }
     }
 }
@@ -362,6 +385,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("session_manage_connections", "session.manage_connections"),
     ("session_toolkits_enable", "session.toolkits_enable"),
     ("session_toolkits_disable", "session.toolkits_disable"),
+    ("session_state_file", "session.state_file"),
     ("gate_mode", "gate.mode"),
     ("gate_wait_timeout", "gate.wait_timeout"),
     ("gate_recheck_interval", "gate.recheck_interval"),
@@ -664,6 +688,35 @@ fn redact_list<S: serde::Serializer>(
     vec![REDACTED; list.len()].serialize(serializer)
 }
 
+/// A map whose values are one string or a list of strings (`gmail = "ca_1"` or
+/// `gmail = ["ca_1", "ca_2"]`).
+fn map_of_lists<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    let map = BTreeMap::<String, OneOrMany>::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .map(|(key, value)| {
+            let values = match value {
+                OneOrMany::Many(values) => values,
+                OneOrMany::One(value) => vec![value],
+            };
+            let values = values
+                .into_iter()
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+                .collect();
+            (key, values)
+        })
+        .collect())
+}
+
 /// Accepts a TOML/JSON list or one comma-separated string (the form env vars and flags give).
 pub(crate) fn list_or_comma_string<'de, D: Deserializer<'de>>(
     deserializer: D,
@@ -943,21 +996,59 @@ impl Config {
                 ));
             }
         }
-        for (slug, id) in &self.session.connected_accounts {
-            check_slug("session.connected_accounts", slug)?;
-            if !id.starts_with("ca_") {
-                return Err(ConfigError::new(
-                    "session.connected_accounts",
-                    format!("{slug} = {id:?} is not a connected account id (ca_...)"),
-                ));
-            }
-        }
+        self.validate_accounts()?;
         if let Some(id) = &self.session.id
             && (!id.starts_with("trs_") || id.len() < 5)
         {
             return Err(ConfigError::new(
                 "session.id",
                 format!("{id:?} is not a session id (trs_...)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pins (ids or aliases), multi-account bounds and the background call ceiling.
+    fn validate_accounts(&self) -> Result<(), ConfigError> {
+        let multi = &self.session.multi_account;
+        let max = multi.max_accounts_per_toolkit.unwrap_or(5);
+        if multi.max_accounts_per_toolkit.is_some() && !(2..=10).contains(&max) {
+            return Err(ConfigError::new(
+                "session.multi_account.max_accounts_per_toolkit",
+                "must be between 2 and 10",
+            ));
+        }
+        for (slug, ids) in &self.session.connected_accounts {
+            check_slug("session.connected_accounts", slug)?;
+            let allowed = if multi.enable { max as usize } else { 1 };
+            if ids.is_empty() || ids.len() > allowed {
+                return Err(ConfigError::new(
+                    "session.connected_accounts",
+                    format!(
+                        "{slug} pins {} accounts; between 1 and {allowed} allowed{}",
+                        ids.len(),
+                        if multi.enable {
+                            ""
+                        } else {
+                            " (set session.multi_account.enable for more)"
+                        }
+                    ),
+                ));
+            }
+            if let Some(bad) = ids
+                .iter()
+                .find(|id| id.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(ConfigError::new(
+                    "session.connected_accounts",
+                    format!("{slug} = {bad:?} is neither an account id (ca_...) nor an alias"),
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.composio.background_calls_per_minute) {
+            return Err(ConfigError::new(
+                "composio.background_calls_per_minute",
+                "must be between 1 and 10000",
             ));
         }
         Ok(())

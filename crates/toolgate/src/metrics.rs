@@ -49,6 +49,15 @@ struct ErrorLabels {
     kind: String,
 }
 
+/// Labels of `toolgate_composio_calls_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComposioCallLabels {
+    /// The Composio operation, e.g. `list_toolkits` (a fixed set from the session crate).
+    endpoint: &'static str,
+    /// `ok`, `rate_limited`, `client_error`, `server_error` or `network`.
+    outcome: &'static str,
+}
+
 /// Every metric the gateway exports, cheap to clone and share.
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -66,6 +75,38 @@ struct Inner {
     pending_toolkits: Gauge,
     ready: Gauge,
     active_users: Gauge,
+    composio_calls: Family<ComposioCallLabels, Counter>,
+}
+
+/// The metric label of a session-crate operation name (`list toolkits` → `list_toolkits`).
+fn endpoint_label(operation: &'static str) -> &'static str {
+    const KNOWN: &[(&str, &str)] = &[
+        ("create session", "create_session"),
+        ("get session", "get_session"),
+        ("patch session", "patch_session"),
+        ("list toolkits", "list_toolkits"),
+        ("create connect link", "create_link"),
+        ("get connected account", "get_connected_account"),
+        ("list connected accounts", "list_connected_accounts"),
+        ("delete connected account", "delete_connected_account"),
+        ("get auth config", "get_auth_config"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(name, _)| *name == operation)
+        .map_or("other", |(_, label)| label)
+}
+
+impl toolgate_session::CallObserver for Metrics {
+    fn call_finished(&self, operation: &'static str, outcome: toolgate_session::CallOutcome) {
+        self.inner
+            .composio_calls
+            .get_or_create(&ComposioCallLabels {
+                endpoint: endpoint_label(operation),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
 }
 
 impl Metrics {
@@ -133,6 +174,12 @@ impl Metrics {
             "Users with a live Composio session and tracker in this process (multi-user modes)",
             active_users.clone(),
         );
+        let composio_calls = Family::<ComposioCallLabels, Counter>::default();
+        registry.register(
+            "composio_calls",
+            "HTTP calls toolgate made to the Composio API (retries included), by endpoint and outcome",
+            composio_calls.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -145,6 +192,7 @@ impl Metrics {
                 pending_toolkits,
                 ready,
                 active_users,
+                composio_calls,
             }),
         }
     }

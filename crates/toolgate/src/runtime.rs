@@ -1,13 +1,21 @@
 //! Wiring the libraries together: the upstream target and gate state the proxy consumes, the
 //! [`StatusView`] the pages render, and the metrics, all fed from one place.
 //!
-//! In Composio mode a background task runs the startup flow: create (or reuse) the session,
-//! retrying with backoff while readiness stays false and MCP requests get a "not ready"
-//! JSON-RPC error; start the connection tracker (unknown toolkits are fatal); publish the
-//! session's MCP URL with its `x-api-key`; then translate every tracker snapshot. In generic
-//! mode the upstream is fixed and the gate always open.
+//! In Composio mode a background task runs the session's lifecycle: open the session (the
+//! pinned, the remembered or a new one, see `session`), retrying transient failures with
+//! backoff while readiness stays false and MCP requests get a "not ready" JSON-RPC error,
+//! and stopping at once on a refused key or configuration; start the connection tracker
+//! (unknown toolkits are fatal); publish the session's MCP URL with its `x-api-key`; then
+//! translate every tracker snapshot. When Composio loses the session (a 404 on the REST API,
+//! or on the MCP URL confirmed by the REST API) it is re-created and the upstream swapped:
+//! HTTP clients then get MCP's 404 for their old `Mcp-Session-Id` and re-initialize, the
+//! stdio bridge re-initializes by itself. In generic mode the upstream is fixed and the gate
+//! always open.
 
-use std::sync::{Arc, OnceLock};
+mod session;
+mod state_file;
+
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -21,19 +29,21 @@ use toolgate_proxy::gate::{GateState, PendingToolkit};
 use toolgate_proxy::upstream::UpstreamTarget;
 use toolgate_session::{
     ClientConfig, ComposioClient, ComposioError, CreateSessionRequest, GateSnapshot,
-    ManageConnections, Session, ToolkitGate, ToolkitSelection, ToolkitState, TrackerConfig,
+    ManageConnections, MultiAccount, ToolkitGate, ToolkitSelection, ToolkitState, TrackerConfig,
     TrackerError, TrackerHandle,
 };
 
+pub(crate) use self::session::{OpenError, Opened, SessionOpener};
 use crate::config::{Config, Mode};
 use crate::metrics::{Metrics, method_label};
-use crate::status::{StatusView, ToolkitStatus, ToolkitView};
+use crate::status::{AccountView, StatusView, ToolkitStatus, ToolkitView};
 use crate::web::Actions;
 
 /// A startup failure that retrying cannot fix.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FatalError {
-    /// A configuration value turned out wrong only once Composio was asked (unknown toolkit).
+    /// A configuration value turned out wrong only once Composio was asked (unknown toolkit,
+    /// a session of another user, an unknown pinned session).
     #[error("invalid configuration: `{key}`: {message}")]
     Config {
         /// The key at fault.
@@ -41,7 +51,7 @@ pub(crate) enum FatalError {
         /// What Composio said.
         message: String,
     },
-    /// Anything else that stops the gateway.
+    /// Anything else that stops the gateway (a refused API key, for one).
     #[error("{0}")]
     Other(String),
 }
@@ -62,16 +72,24 @@ pub(crate) struct Wiring {
     pub(crate) task: JoinHandle<Result<(), FatalError>>,
 }
 
-/// The tracker, once it exists. Pages and proxy events act through it.
+/// The current session's tracker, once it exists; replaced when the session is re-created.
+/// Pages and proxy events act through it.
 #[derive(Default)]
 pub(crate) struct TrackerSlot {
-    handle: OnceLock<TrackerHandle>,
+    handle: RwLock<Option<TrackerHandle>>,
 }
 
 impl TrackerSlot {
     /// The tracker handle when startup got that far.
-    pub(crate) fn get(&self) -> Option<&TrackerHandle> {
-        self.handle.get()
+    pub(crate) fn get(&self) -> Option<TrackerHandle> {
+        self.handle
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, tracker: Option<TrackerHandle>) {
+        *self.handle.write().unwrap_or_else(PoisonError::into_inner) = tracker;
     }
 }
 
@@ -82,23 +100,46 @@ impl Actions for TrackerSlot {
         }
     }
 
-    fn disconnect(&self, slug: String) -> BoxFuture<'static, Result<(), String>> {
-        let tracker = self.get().cloned();
+    fn want_links(&self) {
+        if let Some(tracker) = self.get() {
+            tracker.want_links();
+        }
+    }
+
+    fn disconnect(
+        &self,
+        slug: String,
+        account: Option<String>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let tracker = self.get();
         Box::pin(async move {
             let Some(tracker) = tracker else {
                 return Err("the gateway is still starting".to_owned());
             };
             tracker
-                .disconnect(&slug, false)
+                .disconnect(&slug, account.as_deref(), false)
                 .await
                 .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+    }
+
+    fn add_account(&self, slug: String) -> BoxFuture<'static, Result<String, String>> {
+        let tracker = self.get();
+        Box::pin(async move {
+            let Some(tracker) = tracker else {
+                return Err("the gateway is still starting".to_owned());
+            };
+            tracker
+                .add_account(&slug)
+                .await
                 .map_err(|error| error.to_string())
         })
     }
 }
 
 /// The proxy's hooks: metrics, a debug line per request, and re-verification when the
-/// upstream refuses our credentials.
+/// upstream refuses our credentials or no longer knows the session.
 pub(crate) struct GatewayEvents {
     metrics: Metrics,
     tracker: Arc<TrackerSlot>,
@@ -141,6 +182,13 @@ impl ProxyEvents for GatewayEvents {
             || matches!(*self.gate_rx.borrow(), GateState::Starting { .. });
         if !answered_locally {
             self.metrics.upstream_latency(record.elapsed);
+            // A 404 from the session's MCP URL is either an expired MCP session (harmless)
+            // or a session Composio deleted: the tracker asks the REST API which (spaced).
+            if record.status == StatusCode::NOT_FOUND
+                && let Some(tracker) = self.tracker.get()
+            {
+                tracker.verify_session();
+            }
         }
         tracing::debug!(
             http_method = %record.http_method,
@@ -158,6 +206,10 @@ impl ProxyEvents for GatewayEvents {
             waited_ms = waited.as_millis() as u64,
             "tools/call blocked: a required toolkit is not connected"
         );
+        // Someone is waiting: toolkits without a live link get one now.
+        if let Some(tracker) = self.tracker.get() {
+            tracker.want_links();
+        }
     }
 
     fn call_held(&self, tool: Option<&str>) {
@@ -166,6 +218,9 @@ impl ProxyEvents for GatewayEvents {
             tool = tool.unwrap_or("?"),
             "tools/call held until the gate opens"
         );
+        if let Some(tracker) = self.tracker.get() {
+            tracker.want_links();
+        }
     }
 
     fn upstream_error(&self, kind: &toolgate_proxy::mcp::error::ErrorKind) {
@@ -181,17 +236,26 @@ impl ProxyEvents for GatewayEvents {
     }
 }
 
-/// The Composio client for this configuration.
-pub(crate) fn composio_client(config: &Config) -> anyhow::Result<ComposioClient> {
+/// The Composio client for this configuration; every call is counted into `metrics` when
+/// given.
+pub(crate) fn composio_client(
+    config: &Config,
+    metrics: Option<&Metrics>,
+) -> anyhow::Result<ComposioClient> {
     let api_key = config
         .api_key()
         .cloned()
         .unwrap_or_else(|| SecretString::from(String::new()));
-    let client_config = ClientConfig::with_base_url(api_key, config.composio.base_url.clone());
+    let mut client_config = ClientConfig::with_base_url(api_key, config.composio.base_url.clone());
+    client_config.observer = metrics.map(|metrics| {
+        let observer: Arc<dyn toolgate_session::CallObserver> = Arc::new(metrics.clone());
+        observer
+    });
     ComposioClient::new(client_config).context("could not set up the Composio client")
 }
 
 /// The session-create body from the configuration: in-chat auth off unless asked for.
+/// Pinned aliases are still aliases here ([`SessionOpener`] resolves them).
 pub(crate) fn session_request(config: &Config) -> CreateSessionRequest {
     let session = &config.session;
     let toolkits = if !session.toolkits_enable.is_empty() {
@@ -201,6 +265,7 @@ pub(crate) fn session_request(config: &Config) -> CreateSessionRequest {
     } else {
         None
     };
+    let multi = &session.multi_account;
     CreateSessionRequest {
         user_id: config.user_id.clone().unwrap_or_default(),
         manage_connections: Some(if session.manage_connections {
@@ -214,32 +279,31 @@ pub(crate) fn session_request(config: &Config) -> CreateSessionRequest {
         }),
         toolkits,
         auth_configs: session.auth_configs.clone(),
-        connected_accounts: session
-            .connected_accounts
-            .iter()
-            .map(|(slug, id)| (slug.clone(), vec![id.clone()]))
-            .collect(),
+        connected_accounts: session.connected_accounts.clone(),
         workbench: None,
+        multi_account: multi.enable.then(|| MultiAccount {
+            enable: Some(true),
+            max_accounts_per_toolkit: multi.max_accounts_per_toolkit,
+            require_explicit_selection: multi.require_explicit_selection.then_some(true),
+        }),
     }
 }
 
-/// Creates the session, or fetches the configured one (one attempt; the client retries
-/// transient failures itself).
-pub(crate) async fn open_session(
-    client: &ComposioClient,
+/// The tracker settings from the configuration and the opened session's request (its pins
+/// resolved to account ids).
+pub(crate) fn tracker_config(
     config: &Config,
-) -> Result<Session, ComposioError> {
-    match &config.session.id {
-        Some(id) => client.get_session(id).await,
-        None => client.create_session(&session_request(config)).await,
-    }
-}
-
-/// The tracker settings from the configuration.
-pub(crate) fn tracker_config(config: &Config, required: &[String]) -> TrackerConfig {
+    required: &[String],
+    request: &CreateSessionRequest,
+) -> TrackerConfig {
     let mut tracker = TrackerConfig::new(required.iter().cloned());
     tracker.callback_url = Some(config.effective_callback_url());
     tracker.reverify_interval = config.gate.recheck_interval;
+    tracker.user_id = config.user_id.clone();
+    tracker.background_calls_per_minute = config.composio.background_calls_per_minute;
+    tracker.pinned_accounts = request.connected_accounts.clone();
+    tracker.auth_configs = request.auth_configs.clone();
+    tracker.multi_account = config.session.multi_account.enable;
     tracker
 }
 
@@ -276,17 +340,10 @@ pub(crate) fn start(
         mode: config.mode().to_string(),
         not_ready_reason: Some("creating the Composio session".to_owned()),
         user_id: config.user_id.clone(),
+        multi_account: config.session.multi_account.enable,
         toolkits: required
             .iter()
-            .map(|slug| ToolkitView {
-                slug: slug.clone(),
-                name: slug.clone(),
-                logo: None,
-                status: ToolkitStatus::Unknown,
-                account_id: None,
-                connect_url: None,
-                detail: None,
-            })
+            .map(|slug| ToolkitView::unknown(slug))
             .collect(),
         ..StatusView::default()
     });
@@ -316,7 +373,7 @@ pub(crate) fn start(
             })
         }
         Mode::Composio => {
-            let client = composio_client(config)?;
+            let client = composio_client(config, Some(&metrics))?;
             let config = config.clone();
             let tracker = Arc::clone(&tracker);
             let senders = Senders {
@@ -325,7 +382,9 @@ pub(crate) fn start(
                 status_tx,
                 metrics,
             };
-            tokio::spawn(composio_startup(client, config, required, tracker, senders))
+            tokio::spawn(composio_lifecycle(
+                client, config, required, tracker, senders,
+            ))
         }
     };
     Ok(Wiring {
@@ -367,6 +426,7 @@ impl Senders {
         self.gate_tx.send_replace(GateState::Starting {
             reason: reason.clone(),
         });
+        self.metrics.set_gate(false, false, 0);
         self.status_tx.send_modify(|view| {
             view.ready = false;
             view.not_ready_reason = Some(reason);
@@ -375,22 +435,18 @@ impl Senders {
     }
 }
 
-async fn composio_startup(
-    client: ComposioClient,
-    config: Config,
-    required: Vec<String>,
-    slot: Arc<TrackerSlot>,
-    senders: Senders,
-) -> Result<(), FatalError> {
+/// Opens the session, retrying transient failures (readiness stays false meanwhile).
+async fn open_with_retry(
+    opener: &SessionOpener,
+    config: &Config,
+    senders: &Senders,
+) -> Result<Opened, FatalError> {
     let mut attempt = 0u32;
-    // 1. The session (retry until it exists; readiness stays false meanwhile).
-    let (session, endpoint) = loop {
-        match open_session(&client, &config).await {
-            Ok(session) => match client.mcp_endpoint(&session) {
-                Ok(endpoint) => break (session, endpoint),
-                Err(error) => return Err(FatalError::Other(error.to_string())),
-            },
-            Err(error) => {
+    loop {
+        match opener.open().await {
+            Ok(opened) => return Ok(opened),
+            Err(OpenError::Fatal(error)) => return Err(error),
+            Err(OpenError::Retry(error)) => {
                 let delay = startup_backoff(attempt);
                 attempt += 1;
                 let what = if config.session.id.is_some() {
@@ -399,12 +455,6 @@ async fn composio_startup(
                     "creating the Composio session"
                 };
                 tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "{what} failed");
-                if error.status() == Some(StatusCode::NOT_FOUND) && config.session.id.is_some() {
-                    return Err(FatalError::Config {
-                        key: "session.id",
-                        message: format!("Composio does not know this session: {error}"),
-                    });
-                }
                 senders.not_ready(
                     format!("{what} (attempt {attempt} failed; retrying)"),
                     Some(error.to_string()),
@@ -412,24 +462,32 @@ async fn composio_startup(
                 tokio::time::sleep(delay).await;
             }
         }
-    };
-    tracing::info!(session = %session.session_id, "Composio session ready");
-    senders.status_tx.send_modify(|view| {
-        view.session_id = Some(session.session_id.clone());
-        view.not_ready_reason = Some("checking the required toolkits".to_owned());
-    });
-    // 2. The tracker (unknown toolkits are fatal; Composio trouble is retried).
-    let tracker = loop {
+    }
+}
+
+/// Starts the tracker for an opened session; `Ok(None)` when the session vanished meanwhile.
+async fn start_tracker(
+    client: &ComposioClient,
+    config: &Config,
+    required: &[String],
+    opened: &Opened,
+    senders: &Senders,
+) -> Result<Option<TrackerHandle>, FatalError> {
+    let mut attempt = 0u32;
+    loop {
         match toolgate_session::ConnectionTracker::start(
             client.clone(),
-            session.session_id.clone(),
-            tracker_config(&config, &required),
+            opened.session.session_id.clone(),
+            tracker_config(config, required, &opened.request),
         )
         .await
         {
-            Ok(tracker) => break tracker,
+            Ok(tracker) => return Ok(Some(tracker)),
             Err(error) => {
                 let error = tracker_start_error(error)?;
+                if error.is_not_found() {
+                    return Ok(None);
+                }
                 let delay = startup_backoff(attempt);
                 attempt += 1;
                 tracing::warn!(%error, attempt, "checking the required toolkits failed");
@@ -440,18 +498,67 @@ async fn composio_startup(
                 tokio::time::sleep(delay).await;
             }
         }
-    };
-    let mut snapshots = tracker.subscribe();
-    let _ = slot.handle.set(tracker);
-    // 3. The upstream, then every snapshot from now on.
-    senders
-        .upstream_tx
-        .send_replace(Some(UpstreamTarget::new(endpoint.url, endpoint.headers)));
+    }
+}
+
+/// The whole Composio-mode lifecycle: open, track, publish; re-create a lost session.
+async fn composio_lifecycle(
+    client: ComposioClient,
+    config: Config,
+    required: Vec<String>,
+    slot: Arc<TrackerSlot>,
+    senders: Senders,
+) -> Result<(), FatalError> {
+    let opener = SessionOpener::new(client.clone(), &config);
+    loop {
+        let opened = open_with_retry(&opener, &config, &senders).await?;
+        let session_id = opened.session.session_id.clone();
+        tracing::info!(session = %session_id, "Composio session ready");
+        senders.status_tx.send_modify(|view| {
+            view.session_id = Some(session_id.clone());
+            view.not_ready_reason = Some("checking the required toolkits".to_owned());
+        });
+        if let Some(tracker) = start_tracker(&client, &config, &required, &opened, &senders).await?
+        {
+            let snapshots = tracker.subscribe();
+            slot.set(Some(tracker));
+            senders.upstream_tx.send_replace(Some(UpstreamTarget::new(
+                opened.endpoint.url.clone(),
+                opened.endpoint.headers.clone(),
+            )));
+            if !follow(&senders, snapshots).await {
+                return Ok(());
+            }
+            slot.set(None);
+        }
+        tracing::warn!(session = %session_id, "Composio lost the session; creating a new one");
+        opener.forget().await;
+        if config.session.id.is_some() {
+            return Err(FatalError::Config {
+                key: "session.id",
+                message: format!(
+                    "Composio no longer knows the pinned session {session_id}; pin another or remove the pin"
+                ),
+            });
+        }
+        senders.not_ready(
+            "the Composio session was lost; creating a new one".to_owned(),
+            None,
+        );
+    }
+}
+
+/// Publishes every snapshot until the tracker ends; true when it ended because Composio lost
+/// the session.
+async fn follow(senders: &Senders, mut snapshots: watch::Receiver<GateSnapshot>) -> bool {
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
-        publish(&senders, &snapshot);
+        if snapshot.session_lost {
+            return true;
+        }
+        publish(senders, &snapshot);
         if snapshots.changed().await.is_err() {
-            return Ok(());
+            return snapshots.borrow().session_lost;
         }
     }
 }
@@ -496,6 +603,7 @@ fn publish(senders: &Senders, snapshot: &GateSnapshot) {
     });
 }
 
+/// What a blocked answer says about one toolkit: its link and a short status.
 fn pending_toolkit(toolkit: &ToolkitGate) -> PendingToolkit {
     let (connect_url, status) = match &toolkit.state {
         ToolkitState::Pending {
@@ -511,8 +619,20 @@ fn pending_toolkit(toolkit: &ToolkitGate) -> PendingToolkit {
                 None => "waiting for authorization".to_owned(),
             },
         ),
-        ToolkitState::Failed { reason } => {
-            (None, format!("failed: {reason}; a fresh link follows"))
+        ToolkitState::NeedsLink { expired, .. } => (
+            None,
+            format!(
+                "{}: a new one is being made now; call again in a moment",
+                if *expired {
+                    "the Connect Link expired"
+                } else {
+                    "no Connect Link yet"
+                }
+            ),
+        ),
+        ToolkitState::Failed { reason } => (None, format!("failed: {reason}")),
+        ToolkitState::PinnedUnusable { .. } | ToolkitState::Disabled { .. } => {
+            (None, state_detail(&toolkit.state).unwrap_or_default())
         }
         ToolkitState::Unknown => (None, "checking connection status".to_owned()),
         ToolkitState::Connected { .. } => (None, "connected".to_owned()),
@@ -526,17 +646,59 @@ fn pending_toolkit(toolkit: &ToolkitGate) -> PendingToolkit {
     }
 }
 
+/// The one sentence for states that need the operator, shared by pages, `status` and
+/// blocked answers.
+fn state_detail(state: &ToolkitState) -> Option<String> {
+    match state {
+        ToolkitState::PinnedUnusable { account_id, status } => Some(format!(
+            "pinned account {account_id} is {status}: remove the pin or reconnect"
+        )),
+        ToolkitState::Disabled { account_id } => Some(format!(
+            "disabled in Composio: account {account_id} is INACTIVE; re-enable it there"
+        )),
+        ToolkitState::NeedsLink {
+            expired: true,
+            previous_failure,
+        } => Some(match previous_failure {
+            Some(reason) => format!(
+                "link expired (previous attempt failed: {reason}) — a new one is made when needed"
+            ),
+            None => "link expired — a new one is made when needed".to_owned(),
+        }),
+        ToolkitState::NeedsLink { expired: false, .. } => {
+            Some("no link yet — one is made when needed".to_owned())
+        }
+        _ => None,
+    }
+}
+
 /// The page/status view of one tracked toolkit.
 pub(crate) fn toolkit_view(toolkit: &ToolkitGate) -> ToolkitView {
-    let mut view = ToolkitView {
-        slug: toolkit.slug.clone(),
-        name: toolkit.name.clone(),
-        logo: toolkit.logo.clone(),
-        status: ToolkitStatus::Unknown,
-        account_id: None,
-        connect_url: None,
-        detail: None,
-    };
+    let mut view = ToolkitView::unknown(&toolkit.slug);
+    view.name = toolkit.name.clone();
+    view.logo = toolkit.logo.clone();
+    view.auth_label = toolkit.auth.as_ref().map(|auth| {
+        if auth.composio_managed {
+            "Composio-managed OAuth app".to_owned()
+        } else {
+            match &auth.name {
+                Some(name) => format!("your OAuth app ({name})"),
+                None => "your OAuth app".to_owned(),
+            }
+        }
+    });
+    view.accounts = toolkit
+        .accounts
+        .iter()
+        .map(|account| AccountView {
+            id: account.id.clone(),
+            status: account.status.to_string(),
+            alias: account.alias.clone(),
+            is_default: account.is_default,
+        })
+        .collect();
+    view.add_link = toolkit.add_link.clone();
+    view.detail = state_detail(&toolkit.state);
     match &toolkit.state {
         ToolkitState::Connected { account_id } => {
             view.status = ToolkitStatus::Connected;
@@ -555,9 +717,18 @@ pub(crate) fn toolkit_view(toolkit: &ToolkitGate) -> ToolkitView {
                 None => format!("link valid until {}", expires_at.format("%H:%M:%S UTC")),
             });
         }
+        ToolkitState::NeedsLink { .. } => view.status = ToolkitStatus::Pending,
         ToolkitState::Failed { reason } => {
             view.status = ToolkitStatus::Failed;
             view.detail = Some(reason.clone());
+        }
+        ToolkitState::PinnedUnusable { account_id, .. } => {
+            view.status = ToolkitStatus::Pinned;
+            view.account_id = Some(account_id.clone());
+        }
+        ToolkitState::Disabled { account_id } => {
+            view.status = ToolkitStatus::Disabled;
+            view.account_id = Some(account_id.clone());
         }
         ToolkitState::Unknown => {}
     }
@@ -578,6 +749,7 @@ pub(crate) fn status_view(
         user_id: config.user_id.clone(),
         gate_open: snapshot.open,
         toolkits: snapshot.toolkits.iter().map(toolkit_view).collect(),
+        multi_account: config.session.multi_account.enable,
         last_error: snapshot
             .last_error
             .as_ref()
@@ -596,6 +768,9 @@ mod tests {
             name: slug.to_uppercase(),
             logo: Some(format!("https://logos.example/{slug}.svg")),
             state,
+            accounts: Vec::new(),
+            auth: None,
+            add_link: None,
         }
     }
 
@@ -675,6 +850,7 @@ mod tests {
             ],
             last_error: None,
             checked: false,
+            session_lost: false,
         };
         // Before the first check every toolkit is listed (nothing is known yet).
         publish(&senders, &snapshot);
@@ -712,7 +888,7 @@ mod tests {
         config
             .session
             .connected_accounts
-            .insert("gmail".into(), "ca_9".into());
+            .insert("gmail".into(), vec!["ca_9".into()]);
         let body = serde_json::to_value(session_request(&config)).unwrap_or_default();
         assert_eq!(body["user_id"], "alice");
         assert_eq!(

@@ -27,6 +27,9 @@ pub(crate) struct StatusView {
     pub(crate) gate_open: bool,
     /// The required toolkits, in configuration order.
     pub(crate) toolkits: Vec<ToolkitView>,
+    /// Several accounts per toolkit are enabled (the page offers "Add another account").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) multi_account: bool,
     /// The last error talking to Composio, if the most recent attempt failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_error: Option<String>,
@@ -53,6 +56,47 @@ pub(crate) struct ToolkitView {
     /// Extra human detail (a failure reason, an expiry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) detail: Option<String>,
+    /// Whose OAuth app the links use: "your OAuth app (name)" or "Composio-managed OAuth app".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) auth_label: Option<String>,
+    /// The user's accounts for this toolkit (every one with multi-account), default first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) accounts: Vec<AccountView>,
+    /// A live link that adds another account (multi-account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) add_link: Option<String>,
+}
+
+/// One connected account of a toolkit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct AccountView {
+    /// Account id (`ca_...`).
+    pub(crate) id: String,
+    /// Composio's status (`ACTIVE`, `INACTIVE`).
+    pub(crate) status: String,
+    /// Its alias, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) alias: Option<String>,
+    /// The account the session uses when a call names none.
+    pub(crate) is_default: bool,
+}
+
+impl ToolkitView {
+    /// A toolkit nothing is known about yet.
+    pub(crate) fn unknown(slug: &str) -> Self {
+        Self {
+            slug: slug.to_owned(),
+            name: slug.to_owned(),
+            logo: None,
+            status: ToolkitStatus::Unknown,
+            account_id: None,
+            connect_url: None,
+            detail: None,
+            auth_label: None,
+            accounts: Vec::new(),
+            add_link: None,
+        }
+    }
 }
 
 /// Connection state of one toolkit.
@@ -65,8 +109,12 @@ pub(crate) enum ToolkitStatus {
     NoAuth,
     /// Waiting for the user to open the Connect Link.
     Pending,
-    /// The last attempt failed (denied, expired, revoked); a fresh link follows.
+    /// The last attempt failed (denied, or no link could be made).
     Failed,
+    /// The session pins an account that is not ACTIVE: remove the pin or reconnect.
+    Pinned,
+    /// The account is INACTIVE (disabled in Composio); no new link replaces it.
+    Disabled,
     /// Not checked yet, or Composio could not be asked.
     Unknown,
 }
@@ -84,6 +132,8 @@ impl ToolkitStatus {
             Self::NoAuth => "No auth needed",
             Self::Pending => "Pending",
             Self::Failed => "Failed",
+            Self::Pinned => "Pinned account unusable",
+            Self::Disabled => "Disabled in Composio",
             Self::Unknown => "Checking",
         }
     }
@@ -176,6 +226,7 @@ mod tests {
                     account_id: Some("ca_1".into()),
                     connect_url: None,
                     detail: None,
+                    ..ToolkitView::unknown("gmail")
                 },
                 ToolkitView {
                     slug: "github".into(),
@@ -185,6 +236,7 @@ mod tests {
                     account_id: None,
                     connect_url: Some("http://127.0.0.1:1/link/ln_2".into()),
                     detail: None,
+                    ..ToolkitView::unknown("github")
                 },
             ],
             ..StatusView::default()

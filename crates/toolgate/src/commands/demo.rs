@@ -70,6 +70,12 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
             composio: crate::config::ComposioSection {
                 api_key: Some(SecretString::from(DEMO_API_KEY)),
                 base_url: sandbox.base_url(),
+                ..crate::config::ComposioSection::default()
+            },
+            // The in-process sandbox forgets its sessions on exit: nothing worth remembering.
+            session: crate::config::SessionSection {
+                state_file: Some(std::path::PathBuf::new()),
+                ..crate::config::SessionSection::default()
             },
             log,
             ..Config::default()

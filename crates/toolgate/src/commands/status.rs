@@ -16,7 +16,7 @@ use toolgate_session::{GateSnapshot, ToolkitState, TrackerHandle};
 use super::{EXIT_CONFIG, gateway};
 use crate::config::{self, Config, ConfigArgs, Mode};
 use crate::runtime;
-use crate::status::StatusView;
+use crate::status::{StatusView, ToolkitStatus};
 
 /// Exit code when a toolkit is not connected: distinct from errors (1), clap's usage errors
 /// (2) and configuration errors (64), so scripts can tell "authorise first" apart.
@@ -74,6 +74,10 @@ pub(crate) struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also mint a Connect Link for each toolkit that is not connected (without it, `status`
+    /// only reads: it reuses the remembered session and creates no links).
+    #[arg(long)]
+    pub(crate) links: bool,
     /// How long to wait for Composio.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) timeout: Duration,
@@ -111,28 +115,38 @@ fn composio_config(args: &ComposioConfigArgs) -> Result<Config, ExitCode> {
     Ok(config)
 }
 
-/// A session and a tracker for `required`, waited until its first check completed.
+/// A session and a tracker for `required`, waited until its first check completed. The
+/// session is the remembered one when there is one (no creation); links are minted only with
+/// `links` (`connect`, `status --links`).
 async fn checked_tracker(
     config: &Config,
     required: &[String],
     timeout: Duration,
+    links: bool,
 ) -> Result<(String, TrackerHandle), ExitCode> {
     let work = async {
-        let client = runtime::composio_client(config).map_err(|error| {
+        let client = runtime::composio_client(config, None).map_err(|error| {
             eprintln!("toolgate: {error:#}");
             ExitCode::FAILURE
         })?;
-        let session = runtime::open_session(&client, config)
+        let opened = match runtime::SessionOpener::new(client.clone(), config)
+            .open()
             .await
-            .map_err(|error| {
-                // The error names Composio and the operation itself.
+        {
+            Ok(opened) => opened,
+            // The error names Composio and the operation itself.
+            Err(runtime::OpenError::Retry(error)) => {
                 eprintln!("toolgate: {error}");
-                ExitCode::FAILURE
-            })?;
+                return Err(ExitCode::FAILURE);
+            }
+            Err(runtime::OpenError::Fatal(error)) => return Err(gateway::fatal(&error)),
+        };
+        let mut tracker_config = runtime::tracker_config(config, required, &opened.request);
+        tracker_config.mint_at_start = links;
         let tracker = toolgate_session::ConnectionTracker::start(
             client,
-            session.session_id.clone(),
-            runtime::tracker_config(config, required),
+            opened.session.session_id.clone(),
+            tracker_config,
         )
         .await
         .map_err(|error| match runtime::tracker_start_error(error) {
@@ -149,7 +163,7 @@ async fn checked_tracker(
                 return Err(ExitCode::FAILURE);
             }
         }
-        Ok((session.session_id, tracker))
+        Ok((opened.session.session_id, tracker))
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
@@ -186,7 +200,7 @@ pub(crate) fn run_status(args: StatusArgs) -> ExitCode {
     };
     runtime.block_on(async move {
         let (session_id, tracker) =
-            match checked_tracker(&config, &config.require, args.timeout).await {
+            match checked_tracker(&config, &config.require, args.timeout, args.links).await {
                 Ok(pair) => pair,
                 Err(code) => return code,
             };
@@ -223,11 +237,20 @@ fn status_text(view: &StatusView) -> String {
     } else {
         "some required toolkits are not connected: tool calls are blocked"
     };
+    let unlinked = view
+        .toolkits
+        .iter()
+        .any(|toolkit| toolkit.status == ToolkitStatus::Pending && toolkit.connect_url.is_none());
     format!(
-        "user {}, session {}: {summary}\n{}",
+        "user {}, session {}: {summary}\n{}{}",
         view.user_id.as_deref().unwrap_or("-"),
         view.session_id.as_deref().unwrap_or("-"),
-        view.table()
+        view.table(),
+        if unlinked {
+            "(status only reads: `toolgate status --links` or `toolgate connect` makes Connect Links)\n"
+        } else {
+            ""
+        }
     )
 }
 
@@ -264,10 +287,11 @@ pub(crate) fn run_connect(args: ConnectArgs) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let (_session_id, tracker) = match checked_tracker(&config, &required, args.timeout).await {
-            Ok(pair) => pair,
-            Err(code) => return code,
-        };
+        let (_session_id, tracker) =
+            match checked_tracker(&config, &required, args.timeout, true).await {
+                Ok(pair) => pair,
+                Err(code) => return code,
+            };
         let outcomes = follow(&tracker, args.open, args.timeout).await;
         tracker.shutdown();
         let all_connected = required.iter().all(|slug| {
@@ -313,7 +337,7 @@ async fn follow(
     let mut snapshot = first;
     loop {
         for row in &mut rows {
-            row.update(&snapshot, open, &bars);
+            row.update(tracker, &snapshot, open, &bars);
         }
         if rows.iter().all(|row| row.outcome.is_some()) {
             break;
@@ -383,7 +407,13 @@ impl Row {
         }
     }
 
-    fn update(&mut self, snapshot: &GateSnapshot, open: bool, bars: &MultiProgress) {
+    fn update(
+        &mut self,
+        tracker: &TrackerHandle,
+        snapshot: &GateSnapshot,
+        open: bool,
+        bars: &MultiProgress,
+    ) {
         if self.outcome.is_some() {
             return;
         }
@@ -403,6 +433,17 @@ impl Row {
             }
             ToolkitState::Failed { reason } => {
                 self.finish(Outcome::Failed(reason.clone()), bars);
+            }
+            ToolkitState::PinnedUnusable { .. } | ToolkitState::Disabled { .. } => {
+                let detail = crate::runtime::toolkit_view(toolkit)
+                    .detail
+                    .unwrap_or_else(|| "not usable".to_owned());
+                self.finish(Outcome::Failed(detail), bars);
+            }
+            ToolkitState::NeedsLink { .. } => {
+                // The link ran out while we wait: we are the someone who needs a new one.
+                tracker.want_links();
+                self.bar.set_message("making a new Connect Link");
             }
             ToolkitState::Pending {
                 connect_url,
@@ -492,6 +533,7 @@ mod tests {
                 account_id: None,
                 connect_url: Some("http://x/link/ln_1".into()),
                 detail: None,
+                ..ToolkitView::unknown("")
             }],
             ..StatusView::default()
         };

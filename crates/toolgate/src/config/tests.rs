@@ -116,7 +116,7 @@ fn explicit_config_file_and_nested_sections() {
         })?;
         assert!(config.session.manage_connections);
         assert_eq!(config.session.auth_configs["gmail"], "ac_123");
-        assert_eq!(config.session.connected_accounts["github"], "ca_456");
+        assert_eq!(config.session.connected_accounts["github"], ["ca_456"]);
         assert_eq!(config.gate.mode, GateMode::Wait);
         assert_eq!(config.gate.wait_timeout, Duration::from_secs(45));
         Ok(())

@@ -59,8 +59,20 @@ pub(crate) trait Actions: Send + Sync + 'static {
         self.hint();
         true
     }
-    /// Delete the toolkit's connected account at Composio, then re-check.
-    fn disconnect(&self, slug: String) -> BoxFuture<'static, Result<(), String>>;
+    /// Someone is looking at the page: toolkits without a live Connect Link get one.
+    fn want_links(&self) {}
+    /// Delete the toolkit's connected account at Composio (`account`: that one of several),
+    /// then re-check.
+    fn disconnect(
+        &self,
+        slug: String,
+        account: Option<String>,
+    ) -> BoxFuture<'static, Result<(), String>>;
+    /// A Connect Link that adds another account for the toolkit (multi-account).
+    fn add_account(&self, slug: String) -> BoxFuture<'static, Result<String, String>> {
+        let _ = slug;
+        Box::pin(async { Err("several accounts per toolkit are not enabled".to_owned()) })
+    }
 }
 
 /// Largest form body accepted on the disconnect POST.
@@ -239,9 +251,10 @@ impl App {
                 }
             }
             (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
-            (method, "/connections" | "/connections/disconnect" | "/callback") => {
-                self.page(method, &path, request).await
-            }
+            (
+                method,
+                "/connections" | "/connections/disconnect" | "/connections/add" | "/callback",
+            ) => self.page(method, &path, request).await,
             _ => response(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
@@ -275,6 +288,7 @@ impl App {
                 self.confirm_disconnect(query.as_deref())
             }
             (Method::POST, "/connections/disconnect") => self.disconnect(request).await,
+            (Method::GET, "/connections/add") => self.add_account(query.as_deref()).await,
             (Method::GET | Method::HEAD, "/callback") => self.callback(query.as_deref()).await,
             (_, "/connections/disconnect") => method_not_allowed("GET, POST"),
             _ => method_not_allowed("GET"),
@@ -348,6 +362,8 @@ impl App {
     }
 
     fn connections(&self, query: Option<&str>) -> Response<Body> {
+        // A person is looking: links that expired are made again (the page refreshes itself).
+        self.actions.want_links();
         let view = self.status.borrow().clone();
         // Notices come from a fixed set keyed by a known slug, so the query cannot put
         // arbitrary text on the page.
@@ -360,10 +376,14 @@ impl App {
     fn confirm_disconnect(&self, query: Option<&str>) -> Response<Body> {
         let view = self.status.borrow().clone();
         let slug = query_param(query, "toolkit").unwrap_or_default();
+        let account = query_param(query, "account").filter(|id| {
+            view.toolkit(&slug)
+                .is_some_and(|toolkit| toolkit.accounts.iter().any(|known| known.id == *id))
+        });
         match view.toolkit(&slug) {
-            Some(toolkit) if toolkit.account_id.is_some() => html(
+            Some(toolkit) if toolkit.account_id.is_some() || account.is_some() => html(
                 StatusCode::OK,
-                pages::confirm_disconnect(toolkit, &self.csrf_token),
+                pages::confirm_disconnect(toolkit, account.as_deref(), &self.csrf_token),
             ),
             Some(_) => html(
                 StatusCode::CONFLICT,
@@ -437,7 +457,8 @@ impl App {
                 ),
             );
         }
-        match self.actions.disconnect(slug.clone()).await {
+        let account = Some(field("account")).filter(|id| !id.is_empty());
+        match self.actions.disconnect(slug.clone(), account).await {
             Ok(()) => redirect(&format!(
                 "/connections?disconnected={}",
                 form_urlencoded::byte_serialize(slug.as_bytes()).collect::<String>()
@@ -445,6 +466,33 @@ impl App {
             Err(message) => html(
                 StatusCode::BAD_GATEWAY,
                 pages::error("Disconnect failed", &format!("Composio said: {message}")),
+            ),
+        }
+    }
+
+    /// "Add another account": a fresh Connect Link for the toolkit, then off to it.
+    async fn add_account(&self, query: Option<&str>) -> Response<Body> {
+        let slug = query_param(query, "toolkit").unwrap_or_default();
+        if self.status.borrow().toolkit(&slug).is_none() {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::error(
+                    "Unknown toolkit",
+                    "This gateway does not require that toolkit.",
+                ),
+            );
+        }
+        match self.actions.add_account(slug).await {
+            Ok(link) if link.starts_with("http://") || link.starts_with("https://") => {
+                redirect(&link)
+            }
+            Ok(_) => html(
+                StatusCode::BAD_GATEWAY,
+                pages::error("No link", "Composio returned an unusable link."),
+            ),
+            Err(message) => html(
+                StatusCode::CONFLICT,
+                pages::error("Cannot add an account", &message),
             ),
         }
     }

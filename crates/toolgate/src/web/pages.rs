@@ -86,7 +86,7 @@ fn badge(status: ToolkitStatus) -> String {
     let class = match status {
         ToolkitStatus::Connected | ToolkitStatus::NoAuth => "connected",
         ToolkitStatus::Pending => "pending",
-        ToolkitStatus::Failed => "failed",
+        ToolkitStatus::Failed | ToolkitStatus::Pinned | ToolkitStatus::Disabled => "failed",
         ToolkitStatus::Unknown => "unknown",
     };
     format!(
@@ -102,11 +102,52 @@ fn status_key(status: ToolkitStatus) -> &'static str {
         ToolkitStatus::NoAuth => "no_auth",
         ToolkitStatus::Pending => "pending",
         ToolkitStatus::Failed => "failed",
+        ToolkitStatus::Pinned => "pinned",
+        ToolkitStatus::Disabled => "disabled",
         ToolkitStatus::Unknown => "unknown",
     }
 }
 
-fn toolkit_card(toolkit: &ToolkitView) -> String {
+/// The accounts of a toolkit with several (multi-account): each with its own Disconnect, and
+/// "Add another account". Empty for a toolkit with at most one account and no add link.
+fn accounts_list(toolkit: &ToolkitView, multi_account: bool) -> String {
+    if !multi_account && toolkit.accounts.len() < 2 {
+        return String::new();
+    }
+    let slug = escape(&percent_encode(&toolkit.slug));
+    let mut list = String::from("<ul class=\"accounts\">");
+    for account in &toolkit.accounts {
+        let _ = write!(
+            list,
+            "<li id=\"account-{id}\">{id}{alias}{default} · {status} \
+             <a class=\"button danger\" href=\"/connections/disconnect?toolkit={slug}&amp;account={id_q}\">Disconnect</a></li>",
+            id = escape(&account.id),
+            id_q = escape(&percent_encode(&account.id)),
+            alias = account
+                .alias
+                .as_deref()
+                .map(|alias| format!(" ({})", escape(alias)))
+                .unwrap_or_default(),
+            default = if account.is_default {
+                " · default"
+            } else {
+                ""
+            },
+            status = escape(&account.status),
+        );
+    }
+    if multi_account {
+        let _ = write!(
+            list,
+            "<li><a class=\"button plain\" id=\"add-{}\" href=\"/connections/add?toolkit={slug}\">Add another account</a></li>",
+            escape(&toolkit.slug)
+        );
+    }
+    list.push_str("</ul>");
+    list
+}
+
+fn toolkit_card(toolkit: &ToolkitView, multi_account: bool) -> String {
     // The letter is always there, under the image: a logo that fails to load (offline,
     // blocked) leaves the letter visible instead of a broken-image icon (no script needed).
     let initial = escape(&toolkit.name.chars().next().unwrap_or('?').to_string());
@@ -118,7 +159,7 @@ fn toolkit_card(toolkit: &ToolkitView) -> String {
     if let Some(account) = &toolkit.account_id {
         let _ = write!(detail, "account {}", escape(account));
     }
-    if let Some(extra) = &toolkit.detail {
+    for extra in [&toolkit.detail, &toolkit.auth_label].into_iter().flatten() {
         if !detail.is_empty() {
             detail.push_str(" · ");
         }
@@ -129,7 +170,10 @@ fn toolkit_card(toolkit: &ToolkitView) -> String {
             "<a class=\"button danger\" href=\"/connections/disconnect?toolkit={}\">Disconnect</a>",
             escape(&percent_encode(&toolkit.slug))
         ),
-        ToolkitStatus::Connected | ToolkitStatus::NoAuth => String::new(),
+        ToolkitStatus::Connected
+        | ToolkitStatus::NoAuth
+        | ToolkitStatus::Pinned
+        | ToolkitStatus::Disabled => String::new(),
         ToolkitStatus::Pending | ToolkitStatus::Failed | ToolkitStatus::Unknown => {
             match safe_url(toolkit.connect_url.as_deref()) {
                 Some(url) => format!(
@@ -144,7 +188,8 @@ fn toolkit_card(toolkit: &ToolkitView) -> String {
     format!(
         "<div class=\"card\" id=\"toolkit-{slug}\">{logo}<div class=\"info\">\
          <div class=\"name\">{name} {badge}</div><div class=\"detail\">{slug}{sep}{detail}</div>\
-         </div>{action}</div>",
+         {accounts}</div>{action}</div>",
+        accounts = accounts_list(toolkit, multi_account),
         slug = escape(&toolkit.slug),
         name = escape(&toolkit.name),
         badge = badge(toolkit.status),
@@ -196,7 +241,7 @@ pub(crate) fn connections(view: &StatusView, notice: Option<&str>) -> String {
         body.push_str("<p>No toolkits are required by this gateway's configuration.</p>");
     }
     for toolkit in &view.toolkits {
-        body.push_str(&toolkit_card(toolkit));
+        body.push_str(&toolkit_card(toolkit, view.multi_account));
     }
     if let Some(session) = &view.session_id {
         let _ = write!(body, "<footer>Session {}</footer>", escape(session));
@@ -205,19 +250,29 @@ pub(crate) fn connections(view: &StatusView, notice: Option<&str>) -> String {
 }
 
 /// The confirmation step before disconnecting: a POST form carrying the CSRF token.
-pub(crate) fn confirm_disconnect(toolkit: &ToolkitView, csrf_token: &str) -> String {
+pub(crate) fn confirm_disconnect(
+    toolkit: &ToolkitView,
+    account: Option<&str>,
+    csrf_token: &str,
+) -> String {
     let body = format!(
         "<h1>Disconnect {name}?</h1>\
          <p class=\"sub\">This deletes the connected account {account} at Composio. Tool calls \
          will be blocked again until {name} is reconnected.</p>\
          <div class=\"card\"><form method=\"post\" action=\"/connections/disconnect\">\
-         <input type=\"hidden\" name=\"toolkit\" value=\"{slug}\">\
+         <input type=\"hidden\" name=\"toolkit\" value=\"{slug}\">{account_field}\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button class=\"danger\" type=\"submit\" id=\"confirm-disconnect\">Yes, disconnect {name}</button>\
          </form><a class=\"button plain\" href=\"/connections\">Cancel</a></div>",
         name = escape(&toolkit.name),
         slug = escape(&toolkit.slug),
-        account = escape(toolkit.account_id.as_deref().unwrap_or("-")),
+        account = escape(account.or(toolkit.account_id.as_deref()).unwrap_or("-")),
+        account_field = account
+            .map(|id| format!(
+                "<input type=\"hidden\" name=\"account\" value=\"{}\">",
+                escape(id)
+            ))
+            .unwrap_or_default(),
         csrf = escape(csrf_token),
     );
     page("Disconnect", false, &body)
@@ -344,6 +399,7 @@ mod tests {
                     account_id: Some("ca_1".into()),
                     connect_url: None,
                     detail: None,
+                    ..ToolkitView::unknown("")
                 },
                 ToolkitView {
                     slug: "evil".into(),
@@ -353,6 +409,7 @@ mod tests {
                     account_id: None,
                     connect_url: Some("https://connect.example/link/ln_1?a=1&b=\"2\"".into()),
                     detail: Some("expires <soon>".into()),
+                    ..ToolkitView::unknown("")
                 },
             ],
             ..StatusView::default()
@@ -388,7 +445,7 @@ mod tests {
 
     #[test]
     fn confirm_page_posts_with_csrf_token() {
-        let html = confirm_disconnect(&view().toolkits[0], "tok\"en");
+        let html = confirm_disconnect(&view().toolkits[0], None, "tok\"en");
         assert!(html.contains("method=\"post\" action=\"/connections/disconnect\""));
         assert!(html.contains("name=\"csrf\" value=\"tok&quot;en\""));
         assert!(html.contains("name=\"toolkit\" value=\"gmail\""));

@@ -24,7 +24,11 @@ impl Actions for FakeActions {
         }
     }
 
-    fn disconnect(&self, slug: String) -> BoxFuture<'static, Result<(), String>> {
+    fn disconnect(
+        &self,
+        slug: String,
+        _account: Option<String>,
+    ) -> BoxFuture<'static, Result<(), String>> {
         self.disconnected.lock().unwrap().push(slug);
         Box::pin(async { Ok(()) })
     }
@@ -44,6 +48,7 @@ fn pending_view() -> StatusView {
             account_id: Some("ca_1".into()),
             connect_url: Some("http://127.0.0.1:9/link/ln_1".into()),
             detail: None,
+            ..ToolkitView::unknown("")
         }],
         ..StatusView::default()
     }
