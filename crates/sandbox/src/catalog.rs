@@ -75,14 +75,19 @@ impl Toolkit {
 
 /// A stable, nanoid-looking auth config id (`ac_` + 12 characters) for a toolkit slug.
 fn auth_config_id_for(slug: &str) -> String {
+    stable_id("ac_", slug)
+}
+
+/// A stable, nanoid-looking id: `prefix` + 12 characters derived from `seed`.
+pub(crate) fn stable_id(prefix: &str, seed: &str) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     // FNV-1a: a fixed, dependency-free hash; the id only needs to be stable and distinct.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in slug.bytes() {
+    for byte in seed.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    let mut id = String::from("ac_");
+    let mut id = String::from(prefix);
     for _ in 0..12 {
         let index = usize::try_from(hash % 62).unwrap_or(0);
         id.push(char::from(ALPHABET[index]));

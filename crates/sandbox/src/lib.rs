@@ -2,14 +2,17 @@
 //! cannot tell the difference for the calls toolgate makes.
 //!
 //! It serves, on one hyper listener:
-//! - the REST API under `/api/v3.1` (and `/api/v3`): sessions, session toolkits, Connect Links,
-//!   connected accounts, with the real validation, error envelope and id prefixes;
+//! - the REST API under `/api/v3.1` (and `/api/v3`): sessions (create, get, PATCH, DELETE),
+//!   session toolkits, Connect Links, connected accounts, auth configs, with the real
+//!   validation, error envelope and id prefixes;
 //! - each session's MCP URL `/tool_router/{trs_id}/mcp` (rmcp Streamable HTTP);
 //! - hosted Connect Link pages `/link/{ln_token}` with Allow and Deny buttons;
 //! - a **test backdoor** under `/_sandbox/`, which needs no API key and is not part of
 //!   Composio's API: answer links (`POST /_sandbox/links/{ln}/allow|deny`), move accounts to
 //!   REVOKED, EXPIRED, INACTIVE or ACTIVE
-//!   (`POST /_sandbox/accounts/{ca}/revoke|expire|deactivate|activate`), inject faults
+//!   (`POST /_sandbox/accounts/{ca}/revoke|expire|deactivate|activate`), create white-label
+//!   auth configs (`POST /_sandbox/auth_configs` with `{"toolkit","name"}`, for the project
+//!   of the `x-api-key` given, else the first), inject faults
 //!   (`POST|DELETE /_sandbox/faults`), read or clear the request log
 //!   (`GET|DELETE /_sandbox/requests`), and toolkit logos (`/_sandbox/logos/{slug}.svg`).
 //!
@@ -34,6 +37,11 @@
 //!   no-auth toolkit, a toolkit the session does not enable, or one with a pinned account; a
 //!   link without `callback_url` uses the session's `manage_connections.callback_url`;
 //! - a `status=failed` callback also carries `connected_account_id`;
+//! - a new account is INITIALIZING for 100 ms, then INITIATED; SHARED accounts serve a session
+//!   only when it pins them;
+//! - a multi-execute entry for a toolkit without an ACTIVE account fails with an error text
+//!   starting `ToolRouterV2_NoActiveConnection:`;
+//! - a DELETE of an MCP session is answered 202;
 //! - the MCP URL accepts only the `x-api-key` that created the session.
 
 mod catalog;
@@ -78,6 +86,9 @@ pub struct SandboxConfig {
     /// The base URL put into `redirect_url` and `mcp.url` (e.g. `http://sandbox:9900` when
     /// clients reach the sandbox by another name). `None`: the `Host` each request came in on.
     pub public_base_url: Option<String>,
+    /// White-label auth configs `(toolkit, app name)` created in every project at start (also
+    /// `POST /_sandbox/auth_configs`); their ids are derived from both, `ac_...`.
+    pub auth_configs: Vec<(String, String)>,
 }
 
 impl Default for SandboxConfig {
@@ -86,6 +97,7 @@ impl Default for SandboxConfig {
             api_keys: vec![DEMO_API_KEY.to_owned()],
             link_ttl: Duration::from_secs(600),
             public_base_url: None,
+            auth_configs: Vec::new(),
         }
     }
 }
@@ -101,6 +113,7 @@ impl std::fmt::Debug for SandboxConfig {
             )
             .field("link_ttl", &self.link_ttl)
             .field("public_base_url", &self.public_base_url)
+            .field("auth_configs", &self.auth_configs)
             .finish()
     }
 }

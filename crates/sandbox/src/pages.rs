@@ -32,7 +32,7 @@ pub(crate) fn link_page(page: &LinkPage, base_url: &str) -> String {
         escape_html(page.toolkit_slug)
     );
     let heading = format!("<h1>{logo}<span>Connect {toolkit}</span></h1>");
-    if page.status != Status::Initiated {
+    if !matches!(page.status, Status::Initializing | Status::Initiated) {
         let reason = page
             .status_reason
             .as_deref()
@@ -56,11 +56,15 @@ pub(crate) fn link_page(page: &LinkPage, base_url: &str) -> String {
     document(
         &format!("Connect {}", page.toolkit_name),
         &format!(
-            "{heading}<p>An application wants to use <strong>{toolkit}</strong> on behalf of user <strong>{user}</strong>.</p>\
+            "{heading}<p>{app} wants to use <strong>{toolkit}</strong> on behalf of user <strong>{user}</strong>.</p>\
              <p class=\"muted\">Connected account <code>{account}</code></p>\
              <form method=\"post\" action=\"{allow}\"><button class=\"allow\" type=\"submit\">Allow</button></form>\
              <form method=\"post\" action=\"{deny}\"><button type=\"submit\">Deny</button></form>",
             account = escape_html(&page.account_id),
+            app = match &page.app_name {
+                Some(name) => format!("<strong class=\"app\">{}</strong>", escape_html(name)),
+                None => "An application (through Composio's own OAuth app)".to_owned(),
+            },
             allow = action("allow"),
             deny = action("deny"),
         ),

@@ -64,7 +64,16 @@ impl App {
         let default_base_url = public_base_url
             .clone()
             .unwrap_or_else(|| format!("http://{local_addr}"));
-        let store = Arc::new(Store::new(config.link_ttl, default_base_url));
+        let store = Arc::new(Store::new(config.link_ttl, default_base_url.clone()));
+        for project in 0..config.api_keys.len() {
+            for (toolkit, name) in &config.auth_configs {
+                if let Err(error) =
+                    store.create_auth_config(ProjectId(project), toolkit, name, &default_base_url)
+                {
+                    tracing::warn!(%toolkit, %name, message = %error.message, "cannot create the auth config");
+                }
+            }
+        }
         let world: Arc<dyn McpWorld> = store.clone();
         let public_host = public_base_url
             .as_deref()
@@ -262,6 +271,7 @@ async fn api(
         ["tool_router", "session", _, "toolkits"] => &[M::GET],
         ["tool_router", "session", _, "link"] => &[M::POST],
         ["connected_accounts"] => &[M::GET],
+        ["auth_configs"] | ["auth_configs", _] => &[M::GET],
         ["connected_accounts", _] => &[M::GET, M::DELETE],
         _ => {
             return Err(ApiError::not_found(format!(
@@ -314,6 +324,14 @@ async fn api(
             )
         }
         (["connected_accounts"], _) => (StatusCode::OK, store.list_accounts(project, &query)?),
+        (["auth_configs"], _) => (
+            StatusCode::OK,
+            store.list_auth_configs(project, &query, &base_url)?,
+        ),
+        (["auth_configs", id], _) => (
+            StatusCode::OK,
+            store.get_auth_config(project, id, &base_url)?,
+        ),
         (["connected_accounts", id], M::GET) => (StatusCode::OK, store.get_account(project, id)?),
         (["connected_accounts", id], _) => {
             let revoke = match query.get("revoke_on_delete").map(String::as_str) {
@@ -345,7 +363,14 @@ async fn mcp(
     if app.project(request.headers()) != Some(owner) {
         return Err(ApiError::unauthorized());
     }
-    Ok(app.mcp.handle(session_id, request).await)
+    let ending = request.method() == Method::DELETE;
+    let mut answer = app.mcp.handle(session_id, request).await;
+    // Composio's MCP server accepts a session DELETE with 202 (the Python SDK logs
+    // "Session termination failed: 202" and carries on; other clients ignore the status).
+    if ending && answer.status().is_success() {
+        *answer.status_mut() = StatusCode::ACCEPTED;
+    }
+    Ok(answer)
 }
 
 fn link_page(
@@ -393,6 +418,25 @@ async fn control(
             allow(request.method(), &[M::POST])?;
             let account = app.store.force_status(account_id, action)?;
             Ok(json_response(StatusCode::OK, &account))
+        }
+        ["auth_configs"] => {
+            allow(request.method(), &[M::POST])?;
+            // The control plane takes no key, except to say whose project this is for.
+            let project = app.project(request.headers()).unwrap_or(ProjectId(0));
+            let base_url = app.base_url(request.headers());
+            let body = parse_json_object(&read_body(request.into_body()).await?, false)?;
+            let field = |name: &str| {
+                body.get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+            };
+            let created = app.store.create_auth_config(
+                project,
+                field("toolkit"),
+                field("name"),
+                &base_url,
+            )?;
+            Ok(json_response(StatusCode::CREATED, &created))
         }
         ["faults"] => {
             allow(request.method(), &[M::POST, M::DELETE])?;

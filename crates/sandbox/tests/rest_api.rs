@@ -612,9 +612,11 @@ async fn connected_accounts_are_shown_filtered_listed_and_deleted() {
     );
     assert_eq!(gmail["auth_config"]["auth_scheme"], "OAUTH2");
     assert_eq!(gmail["auth_config"]["is_composio_managed"], true);
-    assert_eq!(
-        listed.json["items"][1]["connected_account"]["status"],
-        "INITIATED"
+    // New accounts pass through INITIALIZING (100 ms) on their way to INITIATED.
+    let pending_status = &listed.json["items"][1]["connected_account"]["status"];
+    assert!(
+        pending_status == "INITIATED" || pending_status == "INITIALIZING",
+        "{pending_status}"
     );
     let connected = client
         .get(&format!("{SESSION}/{session}/toolkits?is_connected=true"))
@@ -633,9 +635,10 @@ async fn connected_accounts_are_shown_filtered_listed_and_deleted() {
         shown.json["items"][0]["connected_account"]["id"],
         json!(pending)
     );
-    assert_eq!(
-        shown.json["items"][0]["connected_account"]["status"],
-        "INITIATED"
+    let shown_status = &shown.json["items"][0]["connected_account"]["status"];
+    assert!(
+        shown_status == "INITIATED" || shown_status == "INITIALIZING",
+        "{shown_status}"
     );
     client
         .post(

@@ -533,7 +533,9 @@ async fn multi_execute_runs_connected_tools_and_reports_each_failure() {
     assert_eq!(results[1]["tool_slug"], "GITHUB_CREATE_ISSUE");
     let not_connected = results[1]["response"]["error"].as_str().unwrap();
     assert!(
-        not_connected.starts_with("No active connection for toolkit github"),
+        not_connected.starts_with(
+            "ToolRouterV2_NoActiveConnection: No active connection for toolkit github"
+        ),
         "{not_connected}"
     );
     assert!(not_connected.contains("COMPOSIO_MANAGE_CONNECTIONS"));
@@ -1155,7 +1157,9 @@ async fn the_python_sdk_uses_sessions_streams_progress_and_tools() {
         results[1]["response"]["error"]
             .as_str()
             .unwrap()
-            .starts_with("No active connection for toolkit github")
+            .starts_with(
+                "ToolRouterV2_NoActiveConnection: No active connection for toolkit github"
+            )
     );
 
     // The SDK opened the session's GET stream and ended the session with DELETE on exit.

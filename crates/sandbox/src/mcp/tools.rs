@@ -54,6 +54,8 @@ pub(crate) const SANDBOX_TOOLS: [&str; 3] =
     [SANDBOX_ECHO, SANDBOX_SLOW_OPERATION, SANDBOX_LARGE_RESULT];
 
 /// `COMPOSIO_MULTI_EXECUTE_TOOL` accepts at most this many entries, like the real backend.
+/// The error slug Composio puts on a multi-execute entry whose toolkit has no ACTIVE account.
+pub(crate) const NO_ACTIVE_CONNECTION: &str = "ToolRouterV2_NoActiveConnection";
 const MAX_MULTI_EXECUTE: usize = 50;
 /// Upper bound of `SANDBOX_LARGE_RESULT` (8 MiB), below rmcp's 16 MiB client limits.
 pub(crate) const MAX_LARGE_RESULT_KIB: u64 = 8 * 1024;
@@ -327,7 +329,8 @@ impl SessionTools {
         }))
     }
 
-    /// One multi-execute entry: `Ok(data)` or `Err(message)`.
+    /// One multi-execute entry: `Ok(data)` or `Err(message)`; a missing connection is the
+    /// real backend's `ToolRouterV2_NoActiveConnection` error.
     fn execute_one(
         &self,
         view: &SessionView,
@@ -353,7 +356,7 @@ impl SessionTools {
                 "the user must connect it through the application's Connect Link".to_owned()
             };
             return Err(format!(
-                "No active connection for toolkit {} (user {}); {how}",
+                "{NO_ACTIVE_CONNECTION}: No active connection for toolkit {} (user {}); {how}",
                 tool.toolkit, view.user_id
             ));
         }

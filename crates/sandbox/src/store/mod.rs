@@ -26,7 +26,14 @@ use crate::config::{self, SessionConfig, ToolkitFilter};
 use crate::http::ApiError;
 use crate::mcp::{McpWorld, SessionView};
 
+mod auth_configs;
 mod queries;
+
+pub(crate) use self::auth_configs::CustomAuthConfig;
+
+/// How long a new account stays INITIALIZING before it is INITIATED (Composio creates the
+/// account first and attaches the link's state a moment later).
+const INITIALIZING_FOR: Duration = Duration::from_millis(100);
 
 /// A project: the index of its API key in the configured key list (the key itself is never
 /// stored in the state, so no Debug output can leak it).
@@ -94,6 +101,8 @@ struct Account {
     user_id: String,
     toolkit: &'static Toolkit,
     auth_config_id: String,
+    /// Whether that auth config is Composio's own OAuth app.
+    auth_managed: bool,
     status: Status,
     status_reason: Option<String>,
     created_at: DateTime<Utc>,
@@ -116,6 +125,8 @@ struct State {
     accounts: HashMap<String, Account>,
     /// Link token → account id.
     links: HashMap<String, String>,
+    /// The projects' own (white-label) auth configs.
+    auth_configs: Vec<CustomAuthConfig>,
     next_sequence: u64,
 }
 
@@ -140,6 +151,8 @@ pub(crate) struct LinkPage {
     pub(crate) account_id: String,
     pub(crate) status: Status,
     pub(crate) status_reason: Option<String>,
+    /// The white-label OAuth app the link goes through (a custom auth config's name).
+    pub(crate) app_name: Option<String>,
 }
 
 /// The sandbox state (see the module docs).
@@ -197,9 +210,15 @@ fn human_duration(duration: Duration) -> String {
 // === impl State ===
 
 impl State {
-    /// Moves INITIATED accounts older than `ttl` to EXPIRED.
+    /// Moves INITIALIZING accounts on to INITIATED, and INITIATED ones older than `ttl` to
+    /// EXPIRED.
     fn expire_due(&mut self, now: Instant, ttl: Duration) {
         for account in self.accounts.values_mut() {
+            if account.status == Status::Initializing
+                && now.saturating_duration_since(account.initiated_at) >= INITIALIZING_FOR
+            {
+                account.status = Status::Initiated;
+            }
             if account.status == Status::Initiated
                 && now.saturating_duration_since(account.initiated_at) >= ttl
             {
@@ -239,11 +258,13 @@ impl State {
                 .filter_map(|id| self.accounts.get(id))
                 .find(|account| account.project == session.project && !account.deleted);
         }
+        // SHARED accounts serve a session only when it pins them.
         self.accounts
             .values()
             .filter(|account| {
                 account.project == session.project
                     && !account.deleted
+                    && account.account_type != "SHARED"
                     && account.user_id == session.config.user_id
                     && account.toolkit.slug == toolkit
             })
@@ -292,7 +313,7 @@ impl Account {
         let scheme = self.toolkit.auth_scheme();
         let mut val = json!({ "status": self.status.as_str() });
         match self.status {
-            Status::Initiated => {
+            Status::Initializing | Status::Initiated => {
                 val["redirectUrl"] = json!(self.redirect_url);
                 if let Some(callback) = &self.callback_url {
                     val["callbackUrl"] = json!(callback);
@@ -318,7 +339,7 @@ impl Account {
             "auth_config": {
                 "id": self.auth_config_id,
                 "auth_scheme": scheme,
-                "is_composio_managed": self.toolkit.is_composio_managed(),
+                "is_composio_managed": self.auth_managed,
                 "is_disabled": false,
             },
             "is_disabled": false,
@@ -377,6 +398,7 @@ impl Store {
         let config = config::parse(&request)?;
         let mut state = self.lock();
         check_pins(&state, project, &config)?;
+        state.check_auth_configs(project, &config)?;
         let session_id = state.unique_id("trs_");
         let session = Session {
             project,
@@ -435,6 +457,7 @@ impl Store {
         }
         let config = config::parse(&request)?;
         check_pins(&state, project, &config)?;
+        state.check_auth_configs(project, &config)?;
         let Some(session) = state.sessions.get_mut(session_id) else {
             return Err(ApiError::not_found(format!(
                 "Tool router session {session_id} not found"
@@ -506,6 +529,9 @@ impl Store {
         let mut state = self.lock();
         let session = state.session(project, session_id)?;
         let (toolkit, auth_config_id) = linkable_toolkit(session, &request.toolkit)?;
+        let auth_managed = state
+            .auth_config(project, &auth_config_id)
+            .is_none_or(|auth| auth.managed);
         let user_id = session.config.user_id.clone();
         let callback_url = request
             .callback_url
@@ -539,7 +565,8 @@ impl Store {
                 user_id,
                 toolkit,
                 auth_config_id,
-                status: Status::Initiated,
+                auth_managed,
+                status: Status::Initializing,
                 status_reason: None,
                 created_at: now,
                 updated_at: now,
@@ -633,6 +660,10 @@ impl Store {
             account_id: account.id.clone(),
             status: account.status,
             status_reason: account.status_reason.clone(),
+            app_name: state
+                .auth_config(account.project, &account.auth_config_id)
+                .filter(|auth| !auth.managed)
+                .map(|auth| auth.name),
         })
     }
 
@@ -650,7 +681,7 @@ impl Store {
                 "Connect Link {token} not found"
             )));
         };
-        if account.deleted || account.status != Status::Initiated {
+        if account.deleted || !matches!(account.status, Status::Initializing | Status::Initiated) {
             let status = if account.deleted {
                 "deleted"
             } else {
@@ -708,7 +739,7 @@ impl Store {
                 Status::Revoked,
                 Some("Access was revoked by the user".to_owned()),
             ),
-            "expire" if account.status == Status::Initiated => {
+            "expire" if matches!(account.status, Status::Initializing | Status::Initiated) => {
                 (Status::Expired, Some(expired_link))
             }
             "expire" => (
@@ -836,7 +867,7 @@ fn toolkit_item(
             "auth_config": {
                 "id": account.auth_config_id,
                 "auth_scheme": toolkit.auth_scheme(),
-                "is_composio_managed": toolkit.is_composio_managed(),
+                "is_composio_managed": account.auth_managed,
             },
         });
     }

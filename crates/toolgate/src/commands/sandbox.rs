@@ -23,6 +23,10 @@ pub(crate) struct SandboxArgs {
     /// another name (default: the Host header of each request).
     #[arg(long, value_name = "URL")]
     pub(crate) public_base_url: Option<String>,
+    /// A white-label auth config `TOOLKIT=APP NAME` created in every project (repeatable);
+    /// its id is printed at startup and listed by `GET /api/v3.1/auth_configs`.
+    #[arg(long = "auth-config", value_name = "TOOLKIT=NAME")]
+    pub(crate) auth_configs: Vec<String>,
 }
 
 /// Runs the sandbox until a shutdown signal; exit 1 if it cannot start.
@@ -57,10 +61,18 @@ async fn serve(args: SandboxArgs) -> anyhow::Result<()> {
     } else {
         args.api_keys
     };
+    let mut auth_configs = Vec::new();
+    for spec in &args.auth_configs {
+        let Some((toolkit, name)) = spec.split_once('=') else {
+            anyhow::bail!("--auth-config {spec:?} is not TOOLKIT=NAME");
+        };
+        auth_configs.push((toolkit.trim().to_owned(), name.trim().to_owned()));
+    }
     let config = SandboxConfig {
         api_keys,
         link_ttl: args.link_ttl,
         public_base_url: args.public_base_url,
+        auth_configs,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
