@@ -148,7 +148,9 @@ async fn status_and_connect() -> anyhow::Result<()> {
         stdout.contains("No auth needed"),
         "hackernews needs none: {stdout}"
     );
-    assert_eq!(links_in(&stdout).len(), 1, "{stdout}");
+    // Read-only: no link minted, and the second run reuses the remembered session.
+    assert_eq!(links_in(&stdout).len(), 0, "{stdout}");
+    assert!(stdout.contains("status only reads"), "{stdout}");
     let (code, json, _) = run(&["status", "--json"], &vars).await?;
     assert_eq!(code, 3);
     let view: serde_json::Value = serde_json::from_str(&json)?;
@@ -161,6 +163,28 @@ async fn status_and_connect() -> anyhow::Result<()> {
             .unwrap_or("")
             .starts_with("trs_")
     );
+    let created = |sandbox: &toolgate_sandbox::Sandbox| {
+        sandbox
+            .requests()
+            .iter()
+            .filter(|request| {
+                request.method == "POST" && request.path == "/api/v3.1/tool_router/session"
+            })
+            .count()
+    };
+    let minted = |sandbox: &toolgate_sandbox::Sandbox| {
+        sandbox
+            .requests()
+            .iter()
+            .filter(|request| request.method == "POST" && request.path.ends_with("/link"))
+            .count()
+    };
+    assert_eq!(created(&sandbox), 1, "the second status reused the session");
+    assert_eq!(minted(&sandbox), 0, "status mints nothing");
+    let (code, stdout, _) = run(&["status", "--links"], &vars).await?;
+    assert_eq!(code, 3);
+    assert_eq!(links_in(&stdout).len(), 1, "--links mints: {stdout}");
+    assert_eq!((created(&sandbox), minted(&sandbox)), (1, 1));
 
     // connect: denied → exit 3.
     let (code, stderr) = connect_answering(&vars, &sandbox, "deny").await?;

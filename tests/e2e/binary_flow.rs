@@ -72,7 +72,8 @@ async fn whole_flow_allow_then_revoke() -> anyhow::Result<()> {
         .map(str::to_owned);
     let account = account.ok_or_else(|| anyhow::anyhow!("no account id on the page: {page}"))?;
 
-    // Revoked at Composio: the periodic re-check closes the gate and a fresh link appears.
+    // Revoked at Composio: the periodic re-check closes the gate; the next blocked call asks
+    // for a fresh link (nobody was waiting before it) and a following one carries it.
     control(
         &sandbox,
         &format!("/_sandbox/accounts/{account}/revoke"),
@@ -94,7 +95,9 @@ async fn whole_flow_allow_then_revoke() -> anyhow::Result<()> {
     let (status, metrics) = gateway.get("/metrics").await?;
     assert_eq!(status, 200);
     for needle in [
-        "toolgate_blocked_tool_calls_total 2",
+        "toolgate_blocked_tool_calls_total",
+        "toolgate_composio_calls_total{endpoint=\"create_link\",outcome=\"ok\"}",
+        "toolgate_composio_calls_total{endpoint=\"list_toolkits\",outcome=\"ok\"}",
         "toolgate_requests_total{method=\"tools/call\",status=\"200\"}",
         "toolgate_requests_total{method=\"tools/list\",status=\"200\"} 1",
         "toolgate_requests_total{method=\"initialize\",status=\"200\"} 1",

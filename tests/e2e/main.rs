@@ -4,6 +4,7 @@ mod binary_browser;
 mod binary_cli;
 mod binary_flow;
 mod binary_stdio;
+mod composio_lifecycle;
 mod config_layers;
 mod connect_terminal;
 mod cors;
