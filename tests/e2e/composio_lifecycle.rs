@@ -476,3 +476,109 @@ async fn custom_auth_config_is_used_by_the_link() -> anyhow::Result<()> {
     gateway.process.terminate().await?;
     Ok(())
 }
+
+fn multi_execute(tool: &str, arguments: Value) -> Value {
+    json!({"tools": [{"tool_slug": tool, "arguments": arguments}]})
+}
+
+/// `gate.scope = "toolkit"`: only the pending toolkit's tools are blocked; a toolkit outside
+/// `require` answered with NoActiveConnection becomes a Connect Link; a revoke shows up in the
+/// next call's result and is turned into a fresh link at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn toolkit_scope_and_missing_connections_in_results() -> anyhow::Result<()> {
+    let sandbox = sandbox_with(SandboxConfig::default())?;
+    let mut env = composio_env(&sandbox, "scope-user");
+    env.push(("TOOLGATE_REQUIRE".into(), "gmail,github".into()));
+    env.push(("TOOLGATE_GATE_SCOPE".into(), "toolkit".into()));
+    let mut gateway = Gateway::start(&[], &env).await?;
+    gateway.wait_for_gate("closed").await?;
+    let (_, page) = gateway.get("/connections").await?;
+    let github_link = links_in(&page)
+        .into_iter()
+        .find(|link| {
+            sandbox.requests().iter().any(|_| true)
+                && page.contains(&format!("id=\"connect-github\" href=\"{link}\""))
+        })
+        .context("no github link on the page")?;
+    answer_link(&sandbox, &github_link, "allow").await?;
+    gateway.get("/callback?status=success").await?;
+    eventually("github connected", || async {
+        let (_, ready) = gateway.readyz().await?;
+        Ok((ready["toolkits"][1]["status"] == "connected").then_some(()))
+    })
+    .await?;
+    let client = gateway.mcp().await?;
+    let star = multi_execute(
+        "GITHUB_STAR_A_REPOSITORY",
+        json!({"owner": "o", "repo": "r"}),
+    );
+    let passed = call_tool(&client, 1, "COMPOSIO_MULTI_EXECUTE_TOOL", star.clone()).await?;
+    assert!(
+        links_in(&result_text(&passed)).is_empty(),
+        "github's tools pass: {passed}"
+    );
+    assert!(
+        result_text(&passed).contains("\"successful\":true"),
+        "{passed}"
+    );
+    let search = call_tool(
+        &client,
+        2,
+        "COMPOSIO_SEARCH_TOOLS",
+        json!({"queries": [{"use_case": "send an email"}]}),
+    )
+    .await?;
+    assert!(
+        links_in(&result_text(&search)).is_empty(),
+        "search passes: {search}"
+    );
+    let mail = multi_execute(
+        "GMAIL_SEND_EMAIL",
+        json!({"recipient_email": "a@b.c", "subject": "s", "body": "b"}),
+    );
+    let blocked = call_tool(&client, 3, "COMPOSIO_MULTI_EXECUTE_TOOL", mail).await?;
+    let text = result_text(&blocked);
+    assert_eq!(blocked["result"]["isError"], true, "{blocked}");
+    assert!(
+        text.contains("Gmail") && !text.contains("GitHub"),
+        "only gmail named: {text}"
+    );
+
+    // Slack is not required: Composio's NoActiveConnection becomes a link of its own.
+    let slack = multi_execute("SLACK_SEND_MESSAGE", json!({"channel": "#g", "text": "hi"}));
+    let answer = call_tool(&client, 4, "COMPOSIO_MULTI_EXECUTE_TOOL", slack).await?;
+    let text = result_text(&answer);
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(
+        text.contains("slack") && links_in(&text).len() == 1,
+        "{text}"
+    );
+
+    // A revoke: the next github call fails upstream and comes back as a fresh link.
+    let account = api(
+        &sandbox,
+        reqwest::Method::GET,
+        "/api/v3.1/connected_accounts?user_ids=scope-user&toolkit_slugs=github&statuses=ACTIVE",
+        None,
+    )
+    .await?["items"][0]["id"]
+        .as_str()
+        .context("no github account")?
+        .to_owned();
+    control(
+        &sandbox,
+        &format!("/_sandbox/accounts/{account}/revoke"),
+        None,
+    )
+    .await?;
+    let revoked = call_tool(&client, 5, "COMPOSIO_MULTI_EXECUTE_TOOL", star).await?;
+    let text = result_text(&revoked);
+    assert_eq!(revoked["result"]["isError"], true, "{revoked}");
+    let fresh = links_in(&text);
+    assert!(
+        text.contains("GitHub") && fresh.len() == 1 && fresh[0] != github_link,
+        "{text}"
+    );
+    gateway.process.terminate().await?;
+    Ok(())
+}

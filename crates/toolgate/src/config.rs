@@ -177,11 +177,24 @@ pub(crate) struct GateSection {
     /// How long `wait` mode holds a call.
     #[serde(with = "humantime_serde")]
     pub(crate) wait_timeout: Duration,
+    /// `all`: every pending toolkit blocks every call; `toolkit`: a call is blocked only by
+    /// the toolkits it uses (search and schema calls pass).
+    pub(crate) scope: GateScope,
     /// How often connections are re-verified with Composio while the gate is open (a revoked
     /// account closes the gate at the next re-check; the callback and upstream 401/403 trigger
     /// one at once).
     #[serde(with = "humantime_serde")]
     pub(crate) recheck_interval: Duration,
+}
+
+/// Which toolkits block a `tools/call`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum GateScope {
+    /// Every pending required toolkit blocks every call.
+    All,
+    /// Only the toolkits a call uses (`COMPOSIO_MULTI_EXECUTE_TOOL`'s `tools[].tool_slug`).
+    Toolkit,
 }
 
 /// Gate modes.
@@ -260,6 +273,7 @@ impl Default for GateSection {
         Self {
             mode: GateMode::Block,
             wait_timeout: Duration::from_secs(30),
+            scope: GateScope::All,
             recheck_interval: Duration::from_secs(300),
         }
     }
@@ -387,6 +401,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("session_toolkits_disable", "session.toolkits_disable"),
     ("session_state_file", "session.state_file"),
     ("gate_mode", "gate.mode"),
+    ("gate_scope", "gate.scope"),
     ("gate_wait_timeout", "gate.wait_timeout"),
     ("gate_recheck_interval", "gate.recheck_interval"),
     ("log_format", "log.format"),

@@ -12,6 +12,7 @@
 //! stdio bridge re-initializes by itself. In generic mode the upstream is fixed and the gate
 //! always open.
 
+mod policy;
 mod session;
 mod state_file;
 
@@ -24,8 +25,11 @@ use http::StatusCode;
 use secrecy::SecretString;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use toolgate_proxy::config::WaitMode;
 use toolgate_proxy::events::{ProxyEvents, RequestKind, RequestRecord};
 use toolgate_proxy::gate::{GateState, PendingToolkit};
+use toolgate_proxy::mcp::gatekeeper::Gatekeeper;
+use toolgate_proxy::mcp::policy::{AllPending, ToolPolicy};
 use toolgate_proxy::upstream::UpstreamTarget;
 use toolgate_session::{
     ClientConfig, ComposioClient, ComposioError, CreateSessionRequest, GateSnapshot,
@@ -70,6 +74,21 @@ pub(crate) struct Wiring {
     pub(crate) events: Arc<GatewayEvents>,
     /// The startup task; ends with `Err` on a fatal startup error, else runs until shutdown.
     pub(crate) task: JoinHandle<Result<(), FatalError>>,
+    /// Which toolkits block a call (`gate.scope`), and result review in Composio mode.
+    pub(crate) policy: Arc<dyn ToolPolicy>,
+}
+
+impl Wiring {
+    /// The gate policy both faces use: this wiring's gate, upstream, tool policy and events.
+    pub(crate) fn gatekeeper(&self, wait: WaitMode) -> Gatekeeper {
+        Gatekeeper::new(
+            self.gate_rx.clone(),
+            self.upstream_rx.clone(),
+            wait,
+            Arc::clone(&self.policy),
+            self.events.clone(),
+        )
+    }
 }
 
 /// The current session's tracker, once it exists; replaced when the session is re-created.
@@ -354,6 +373,17 @@ pub(crate) fn start(
         gate_rx: gate_rx.clone(),
     });
     metrics.set_gate(false, false, required.len());
+    let policy: Arc<dyn ToolPolicy> = match config.mode() {
+        Mode::Generic => Arc::new(AllPending),
+        Mode::Composio => Arc::new(policy::ComposioPolicy::new(
+            match config.gate.scope {
+                crate::config::GateScope::All => policy::Scope::All,
+                crate::config::GateScope::Toolkit => policy::Scope::Toolkit,
+            },
+            &required,
+            Arc::clone(&tracker),
+        )),
+    };
     let task = match config.mode() {
         Mode::Generic => {
             let target = generic_target(config)?;
@@ -394,6 +424,7 @@ pub(crate) fn start(
         actions: tracker,
         events,
         task,
+        policy,
     })
 }
 

@@ -471,6 +471,10 @@ enum Command {
         toolkit: String,
         reply: oneshot::Sender<Result<String, TrackerError>>,
     },
+    LinkFor {
+        toolkit: String,
+        reply: oneshot::Sender<Result<String, TrackerError>>,
+    },
 }
 
 // === impl TrackerHandle ===
@@ -575,6 +579,20 @@ impl TrackerHandle {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::AddAccount {
+                toolkit: toolkit.trim().to_ascii_lowercase(),
+                reply,
+            })
+            .map_err(|_| TrackerError::Stopped)?;
+        answer.await.map_err(|_| TrackerError::Stopped)?
+    }
+
+    /// A Connect Link for a toolkit this tracker does not track (a call to a toolkit outside
+    /// the required ones met a missing connection). Reused while it lives, so a model calling
+    /// again and again does not mint a link each time.
+    pub async fn link_for(&self, toolkit: &str) -> Result<String, TrackerError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::LinkFor {
                 toolkit: toolkit.trim().to_ascii_lowercase(),
                 reply,
             })

@@ -105,6 +105,8 @@ pub(super) struct Worker {
     background: bool,
     /// A refused request (4xx) left an error to show even though the cycle is complete.
     sticky_error: bool,
+    /// Links minted for toolkits outside the required ones: slug → (URL, when it runs out).
+    other_links: BTreeMap<String, (String, Instant)>,
     session_lost: bool,
 }
 
@@ -172,6 +174,7 @@ impl Worker {
             demand: false,
             background: false,
             sticky_error: false,
+            other_links: BTreeMap::new(),
             session_lost: false,
         }
     }
@@ -280,6 +283,10 @@ impl Worker {
             }
             Command::AddAccount { toolkit, reply } => {
                 let result = self.add_account(&toolkit).await;
+                let _ = reply.send(result);
+            }
+            Command::LinkFor { toolkit, reply } => {
+                let result = self.link_for(&toolkit).await;
                 let _ = reply.send(result);
             }
         }
@@ -739,6 +746,27 @@ impl Worker {
         tracked.extra = Some(PendingLink::new(link.connected_account_id, &self.config));
         tracked.gate.add_link = Some(link.redirect_url.clone());
         self.finish_cycle(true, false);
+        Ok(link.redirect_url)
+    }
+
+    async fn link_for(&mut self, toolkit: &str) -> Result<String, TrackerError> {
+        let now = Instant::now();
+        self.other_links.retain(|_, (_, until)| *until > now);
+        if let Some((url, _)) = self.other_links.get(toolkit) {
+            return Ok(url.clone());
+        }
+        self.budget.spend(now);
+        let request = LinkRequest {
+            toolkit: toolkit.to_owned(),
+            callback_url: self.config.callback_url.clone(),
+            alias: None,
+        };
+        let link = self.client.authorize(&self.session_id, &request).await?;
+        tracing::info!(toolkit, connect_url = %link.redirect_url, "a toolkit outside `require` needs connecting");
+        self.other_links.insert(
+            toolkit.to_owned(),
+            (link.redirect_url.clone(), now + self.config.link_lifetime),
+        );
         Ok(link.redirect_url)
     }
 

@@ -120,13 +120,8 @@ pub(crate) async fn bind(config: &Config) -> Result<Listening, String> {
 pub(crate) fn app(config: &Config, wiring: &Wiring, metrics: Metrics) -> Result<Arc<App>, String> {
     let proxy = config.proxy_config();
     let access = Access::new(&proxy).with_events(wiring.events.clone());
-    let gateway = Gateway::new(
-        proxy,
-        wiring.upstream_rx.clone(),
-        wiring.gate_rx.clone(),
-        wiring.events.clone(),
-    )
-    .map_err(|error| error.to_string())?;
+    let keeper = wiring.gatekeeper(proxy.wait);
+    let gateway = Gateway::with_gatekeeper(proxy, keeper).map_err(|error| error.to_string())?;
     let multi = crate::auth::single_front(config, gateway.clone(), wiring)
         .map_err(|error| format!("{error:#}"))?;
     Ok(Arc::new(App {

@@ -131,16 +131,13 @@ async fn composio(mut config: Config) -> i32 {
     {
         return code;
     }
+    let stdio_config = config.stdio_config();
+    let keeper = wiring.gatekeeper(stdio_config.wait);
     let Wiring {
-        upstream_rx,
-        gate_rx,
-        events,
-        mut task,
-        actions,
-        ..
+        mut task, actions, ..
     } = wiring;
     let code = tokio::select! {
-        code = bridge(config.stdio_config(), upstream_rx, gate_rx, events) => code,
+        code = bridge_with(stdio_config, keeper) => code,
         outcome = &mut task => match outcome {
             Ok(Err(error)) => return i32::from(gateway::fatal_code(&error)),
             _ => 1,
@@ -176,6 +173,22 @@ fn serve_pages(
     Ok(())
 }
 
+/// [`bridge`] with the caller's gate policy (Composio mode: its tool policy).
+pub(crate) async fn bridge_with(
+    config: StdioConfig,
+    keeper: toolgate_proxy::mcp::gatekeeper::Gatekeeper,
+) -> i32 {
+    let result = toolgate_proxy::stdio::run_stdio_with(
+        stdin_reader(),
+        stdout_writer(),
+        config,
+        keeper,
+        crate::signals::shutdown_signal(),
+    )
+    .await;
+    exit_code(result)
+}
+
 /// Bridges the process's stdin/stdout until EOF or SIGINT/SIGTERM; returns the exit code.
 /// The caller exits the process with it right away (see the module docs).
 pub(crate) async fn bridge(
@@ -194,6 +207,11 @@ pub(crate) async fn bridge(
         crate::signals::shutdown_signal(),
     )
     .await;
+    exit_code(result)
+}
+
+/// The exit code for how the bridge ended.
+fn exit_code(result: Result<StdioExit, toolgate_proxy::stdio::StdioError>) -> i32 {
     match result {
         Ok(StdioExit::InputClosed) => {
             tracing::info!("stdin closed; exiting");
