@@ -369,7 +369,15 @@ async fn link_account_and_delete() -> anyhow::Result<()> {
     let account = client
         .get_connected_account(&request_link.connected_account_id)
         .await?;
-    assert_eq!(account.status, AccountStatus::Initiated);
+    // A new account passes through INITIALIZING on its way to INITIATED.
+    assert!(
+        matches!(
+            account.status,
+            AccountStatus::Initializing | AccountStatus::Initiated
+        ),
+        "{:?}",
+        account.status
+    );
     assert_eq!(
         account.toolkit.map(|toolkit| toolkit.slug).as_deref(),
         Some("github")
@@ -679,7 +687,15 @@ async fn wait_for_connection_times_out_polling_every_second() -> anyhow::Result<
             waited,
         }) => {
             assert_eq!(account_id, request_link.connected_account_id);
-            assert_eq!(last_status, AccountStatus::Initiated);
+            // On a paused clock the five polls take real milliseconds: the sandbox may still
+            // show the account INITIALIZING (both keep the wait going).
+            assert!(
+                matches!(
+                    last_status,
+                    AccountStatus::Initializing | AccountStatus::Initiated
+                ),
+                "{last_status:?}"
+            );
             assert_eq!(waited, Duration::from_secs(5));
         }
         other => bail!("expected a timeout, got {other:?}"),
