@@ -234,7 +234,7 @@ pub(crate) async fn initiated_account(
         .query(&[
             ("user_ids", user_id),
             ("toolkit_slugs", toolkit),
-            ("statuses", "INITIATED"),
+            ("statuses", "INITIALIZING,INITIATED"),
         ])
         .send()
         .await?;
