@@ -563,6 +563,11 @@ async fn composio_lifecycle(
             slot.set(None);
         }
         tracing::warn!(session = %session_id, "Composio lost the session; creating a new one");
+        // Not ready at once: requests meanwhile get the "not ready" error, not a dead upstream.
+        senders.not_ready(
+            "the Composio session was lost; creating a new one".to_owned(),
+            None,
+        );
         opener.forget().await;
         if config.session.id.is_some() {
             return Err(FatalError::Config {
@@ -572,10 +577,6 @@ async fn composio_lifecycle(
                 ),
             });
         }
-        senders.not_ready(
-            "the Composio session was lost; creating a new one".to_owned(),
-            None,
-        );
     }
 }
 
