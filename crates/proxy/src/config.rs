@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::upstream::UpstreamTimeouts;
+
 /// Configuration of the Streamable HTTP gateway. [`ProxyConfig::default`] is the safe local
 /// setup: `/mcp`, loopback Host/Origin only, no inbound token, 4 MiB bodies, no wait mode.
 #[derive(Clone, Debug)]
@@ -32,9 +34,9 @@ pub struct ProxyConfig {
     /// Upper bound on opening a TCP (and TLS) connection to the upstream; beyond it the client
     /// gets 504.
     pub connect_timeout: Duration,
-    /// Upper bound on waiting for the upstream's response *headers* (not the body, which may be
-    /// a long-lived SSE stream); beyond it the client gets 504. `None` waits indefinitely.
-    pub response_header_timeout: Option<Duration>,
+    /// How long the upstream may take to answer (response head, and silence inside a non-SSE
+    /// body); beyond it the client gets a JSON-RPC error with its id.
+    pub upstream_timeouts: UpstreamTimeouts,
     /// On shutdown, how long in-flight requests and open streams may continue before they are
     /// cut off.
     pub drain_timeout: Duration,
@@ -51,8 +53,7 @@ impl Default for ProxyConfig {
             wait: WaitMode::Off,
             elicitation_sessions_capacity: 10_000,
             connect_timeout: Duration::from_secs(10),
-            // Long enough for slow tools whose upstream answers with plain JSON at the end.
-            response_header_timeout: Some(Duration::from_secs(600)),
+            upstream_timeouts: UpstreamTimeouts::default(),
             drain_timeout: Duration::from_secs(10),
         }
     }

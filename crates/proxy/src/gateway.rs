@@ -485,14 +485,9 @@ impl Gateway {
             (builder, redacted_url(&target.url))
         };
         let send = request.send();
-        let result = match self.inner.config.response_header_timeout {
-            Some(limit) => match tokio::time::timeout(limit, send).await {
-                Ok(result) => result,
-                Err(_) => {
-                    return Err(self.upstream_failed(ErrorKind::Timeout { url, source: None }));
-                }
-            },
-            None => send.await,
+        let limit = self.inner.config.upstream_timeouts.response;
+        let Ok(result) = tokio::time::timeout(limit, send).await else {
+            return Err(self.upstream_failed(ErrorKind::Timeout { url, source: None }));
         };
         result.map_err(|error| self.upstream_failed(ErrorKind::from_transport(error, url)))
     }

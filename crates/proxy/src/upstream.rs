@@ -47,6 +47,29 @@ impl fmt::Debug for UpstreamTarget {
     }
 }
 
+/// How long either face waits on the upstream once a request is sent. Both faces take the same
+/// value from `[upstream]` so a hung upstream is cut off the same way over HTTP and stdio; on
+/// expiry the pending request gets a JSON-RPC error with its id, never a dead stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    /// Longest wait for the upstream's response head after the request was sent. Slow tools
+    /// that answer with plain JSON at the end need this long; SSE answers send their head at
+    /// once, so it does not bound a long-running streamed call.
+    pub response: Duration,
+    /// Longest silence between two frames of a non-SSE response body. SSE bodies are exempt:
+    /// an event stream may be quiet for as long as the tool runs.
+    pub body_idle: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self {
+            response: Duration::from_secs(120),
+            body_idle: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The URL as safe to log: scheme, host, port and path; user info and query dropped because
 /// either may carry a credential.
 pub fn redacted_url(url: &Url) -> String {

@@ -234,7 +234,10 @@ async fn unreachable_upstream_is_502_and_slow_headers_504_with_the_callers_id() 
 
     let slow = Harness::start(HarnessOptions {
         config: ProxyConfig {
-            response_header_timeout: Some(Duration::from_millis(200)),
+            upstream_timeouts: toolgate_proxy::upstream::UpstreamTimeouts {
+                response: Duration::from_millis(200),
+                ..Default::default()
+            },
             ..ProxyConfig::default()
         },
         ..HarnessOptions::default()

@@ -40,7 +40,7 @@ use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gatekeeper::{CallContext, Gatekeeper, Verdict};
 use crate::mcp::message::{self, Body, Message, parse_body};
 use crate::mcp::policy::AllPending;
-use crate::upstream::{ClientBuildError, UpstreamTarget, build_client};
+use crate::upstream::{ClientBuildError, UpstreamTarget, UpstreamTimeouts, build_client};
 
 /// How the stdio bridge behaves. [`StdioConfig::default`] suits Claude Desktop.
 #[derive(Clone, Debug)]
@@ -66,6 +66,8 @@ pub struct StdioConfig {
     /// How many times one answer stream is resumed with `Last-Event-ID` before the request
     /// fails.
     pub max_stream_resumptions: u32,
+    /// How long the upstream may take to answer (the same bound as the HTTP face's).
+    pub upstream_timeouts: UpstreamTimeouts,
 }
 
 impl Default for StdioConfig {
@@ -79,6 +81,7 @@ impl Default for StdioConfig {
             close_timeout: Duration::from_secs(2),
             default_reconnect_delay: Duration::from_secs(1),
             max_stream_resumptions: 5,
+            upstream_timeouts: UpstreamTimeouts::default(),
         }
     }
 }
