@@ -1,5 +1,6 @@
 //! End-to-end tests of the built binary.
 
+mod abuse;
 mod binary_browser;
 mod binary_cli;
 mod binary_flow;

@@ -58,6 +58,11 @@ impl Process {
         })
     }
 
+    /// The process id (for reading its `/proc` entries), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Everything the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")

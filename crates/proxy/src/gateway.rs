@@ -805,10 +805,13 @@ fn json_ok(body: Vec<u8>) -> Response<ProxyBody> {
 }
 
 /// The HTTP answer for a local error: its status and its JSON-RPC body (`Retry-After` when
-/// toolgate is not ready yet).
+/// toolgate is not ready yet or at a limit).
 pub(crate) fn error_response(error: &McpError) -> Response<ProxyBody> {
     let mut response = json_bytes(error.kind.http_status(), error.to_json());
-    if matches!(error.kind, ErrorKind::NotReady { .. }) {
+    if matches!(
+        error.kind,
+        ErrorKind::NotReady { .. } | ErrorKind::Overloaded(_)
+    ) {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

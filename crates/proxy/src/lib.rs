@@ -15,6 +15,8 @@
 //! - [`router`]: the multi-user front (identity → [`router::Router`] → route, sealed ids).
 //! - [`seal`]: sealed `Mcp-Session-Id` values for replicas without sticky sessions.
 //! - [`server`]: accepting connections and graceful drain ([`server::serve`], [`server::serve_with`]).
+//! - [`limits`]: [`limits::ServerLimits`], the listener's bounds on connections, time, requests
+//!   in flight and buffered bodies.
 //! - [`config`]: [`config::ProxyConfig`] for the gateway.
 //! - [`events`]: [`events::ProxyEvents`], hooks for metrics and re-verification.
 //! - [`upstream`]: the upstream target, the shared HTTP client, header forwarding rules.
@@ -29,6 +31,7 @@ pub mod gate;
 pub mod gateway;
 pub mod header_args;
 pub mod identity;
+pub mod limits;
 pub mod mcp;
 pub mod router;
 pub mod seal;

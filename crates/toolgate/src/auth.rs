@@ -650,6 +650,7 @@ async fn serve_multi_inner(
     crate::web::serve(
         listening.listener,
         app,
+        config.server_limits(),
         crate::signals::shutdown_signal(),
         config.drain_timeout,
     )

@@ -26,6 +26,10 @@ use toolgate_proxy::header_args::{header_map, parse_header_arg, parse_header_fil
 use toolgate_proxy::stdio::StdioConfig;
 use toolgate_proxy::upstream::UpstreamTarget;
 
+mod limits;
+
+pub(crate) use limits::LimitsSection;
+
 /// The file read when `--config` is not given, if it exists in the working directory.
 pub(crate) const DEFAULT_CONFIG_FILE: &str = "toolgate.toml";
 
@@ -111,6 +115,8 @@ pub(crate) struct Config {
     /// serves any session. Never printed.
     #[serde(deserialize_with = "secret_list", serialize_with = "redact_list")]
     pub(crate) session_key: Vec<SecretString>,
+    /// Bounds on what clients can make the HTTP listener hold.
+    pub(crate) limits: LimitsSection,
 }
 
 /// `[composio]`: how to reach Composio.
@@ -254,6 +260,7 @@ impl Default for Config {
             auth: crate::auth::AuthSection::default(),
             users: crate::auth::UsersSection::default(),
             session_key: Vec::new(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -549,6 +556,7 @@ pub(crate) fn layered(flags: Flags<'_>, defaults: &Config) -> Result<Figment, Co
         "TOOLGATE_ environment variable(s)",
         ENV_KEYS
             .iter()
+            .chain(limits::ENV_KEYS)
             .map(|(env, key)| (format!("TOOLGATE_{}", env.to_uppercase()), *key)),
     );
     Ok(figment
@@ -571,7 +579,7 @@ fn typed_env_value(key: &str, raw: &str) -> figment::value::Value {
     {
         return Value::from(flag);
     }
-    if NUMBER_KEYS.contains(&key)
+    if (NUMBER_KEYS.contains(&key) || limits::NUMERIC_KEYS.contains(&key))
         && let Ok(number) = trimmed.parse::<u64>()
     {
         return Value::from(number);
@@ -901,6 +909,7 @@ impl Config {
                 "must be between 1s and 24h",
             ));
         }
+        self.limits.validate(self.max_body_bytes)?;
         if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return Err(ConfigError::new(
                 "log.level",
@@ -1123,6 +1132,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The proxy library's limits of the HTTP listener (`[limits]` and the body cap).
+    pub(crate) fn server_limits(&self) -> toolgate_proxy::limits::ServerLimits {
+        self.limits.server_limits(self.max_body_bytes)
     }
 
     /// The proxy library's configuration of the MCP endpoint over HTTP.

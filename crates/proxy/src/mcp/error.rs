@@ -5,9 +5,9 @@
 //! | kind | code | HTTP |
 //! |---|---|---|
 //! | not JSON | -32700 | 400 |
-//! | unreadable message, empty batch, line or body over the cap, wrong media type, bad method | -32600 | 400 / 413 / 415 / 405 |
+//! | unreadable message, empty batch, line or body over the cap, wrong media type, bad method, body too slow | -32600 | 400 / 413 / 415 / 405 / 408 |
 //! | Host, Origin or token refused | -32000 | 403 / 401 |
-//! | not ready, upstream unreachable, timed out, broken, refusing toolgate's credentials | -32001 | 503 / 502 / 504 |
+//! | not ready, listener at a limit, upstream unreachable, timed out, broken, refusing toolgate's credentials | -32001 | 503 / 502 / 504 |
 //! | the upstream answered wrongly (HTTP error, no answer, answer too large, session lost) | -32603 | 502 |
 //!
 //! -32001 says "try again later" and -32603 "this request failed", so a client can tell a
@@ -73,6 +73,19 @@ pub enum ErrorKind {
     /// The request body could not be read to its end.
     #[error("Bad Request: the request body could not be read")]
     BodyUnreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The request body paused too long or took too long overall (the listener's limits).
+    #[error(
+        "Request Timeout: the request body must arrive within {total:?}, with no pause over {idle:?}"
+    )]
+    BodyTimeout {
+        /// The longest pause allowed.
+        idle: std::time::Duration,
+        /// The longest time for the whole body.
+        total: std::time::Duration,
+    },
+    /// The listener is at one of its limits (requests in flight, buffered bodies); retry.
+    #[error("Service Unavailable: {0}; retry shortly")]
+    Overloaded(&'static str),
     /// An HTTP method the MCP endpoint does not serve.
     #[error("Method not allowed: the MCP endpoint accepts POST, GET and DELETE")]
     MethodNotAllowed,
@@ -182,11 +195,13 @@ impl ErrorKind {
             | Self::TooLarge { .. }
             | Self::UnsupportedMediaType
             | Self::BodyUnreadable(_)
+            | Self::BodyTimeout { .. }
             | Self::MethodNotAllowed
             | Self::BatchBlocked
             | Self::ClientGone => INVALID_REQUEST,
             Self::Forbidden(_) | Self::MalformedHost | Self::Unauthorized => ACCESS_DENIED,
             Self::NotReady { .. }
+            | Self::Overloaded(_)
             | Self::Unreachable { .. }
             | Self::Timeout { .. }
             | Self::Transport { .. }
@@ -214,7 +229,8 @@ impl ErrorKind {
             Self::BatchBlocked => StatusCode::OK,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady { .. } | Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Status { status, .. } => *status,
             Self::Unreachable { .. }
@@ -230,7 +246,7 @@ impl ErrorKind {
     pub fn fault(&self) -> Fault {
         match self.code() {
             PARSE_ERROR | INVALID_REQUEST | ACCESS_DENIED => Fault::Client,
-            _ if matches!(self, Self::NotReady { .. }) => Fault::Gateway,
+            _ if matches!(self, Self::NotReady { .. } | Self::Overloaded(_)) => Fault::Gateway,
             _ => Fault::Upstream,
         }
     }
@@ -243,6 +259,8 @@ impl ErrorKind {
             Self::TooLarge { .. } => "too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::BodyUnreadable(_) => "body_unreadable",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::Overloaded(_) => "overloaded",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BatchBlocked => "batch_blocked",
             Self::Forbidden(_) => "forbidden",

@@ -232,7 +232,14 @@ pub(crate) async fn run_http(
         tokio::spawn(announce(wiring.status_rx.clone(), base_url));
     }
     let drain = config.drain_timeout;
-    serve_until_stopped(listening.listener, app, wiring, drain).await
+    serve_until_stopped(
+        listening.listener,
+        app,
+        wiring,
+        config.server_limits(),
+        drain,
+    )
+    .await
 }
 
 /// Serves until SIGINT/SIGTERM (then drains) or a fatal startup error; stops the tracker.
@@ -240,12 +247,19 @@ async fn serve_until_stopped(
     listener: TcpListener,
     app: Arc<App>,
     wiring: Wiring,
+    limits: toolgate_proxy::limits::ServerLimits,
     drain: Duration,
 ) -> ExitCode {
     let Wiring {
         mut task, actions, ..
     } = wiring;
-    let server = web::serve(listener, app, crate::signals::shutdown_signal(), drain);
+    let server = web::serve(
+        listener,
+        app,
+        limits,
+        crate::signals::shutdown_signal(),
+        drain,
+    );
     tokio::pin!(server);
     let code = tokio::select! {
         () = &mut server => ExitCode::SUCCESS,

@@ -94,6 +94,7 @@ async fn serve_generic(config: Config, target: UpstreamTarget) -> ExitCode {
     crate::web::serve(
         listener,
         app,
+        config.server_limits(),
         crate::signals::shutdown_signal(),
         config.drain_timeout,
     )

@@ -167,6 +167,7 @@ fn serve_pages(
     tokio::spawn(crate::web::serve(
         listening.listener,
         app,
+        config.server_limits(),
         std::future::pending::<()>(),
         config.drain_timeout,
     ));

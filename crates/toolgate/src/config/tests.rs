@@ -538,3 +538,41 @@ fn missing_required_keys_are_listed_not_just_the_first() {
         Ok(())
     });
 }
+
+#[test]
+fn limits_layer_from_file_and_env_and_bad_values_name_their_key() {
+    jail(|jail| {
+        jail.create_file(
+            "toolgate.toml",
+            r#"
+                upstream = "http://127.0.0.1:9/mcp"
+                [limits]
+                header_timeout = "3s"
+                max_connections = 40
+            "#,
+        )
+        .map_err(|e| ConfigError::new("jail", e.to_string()))?;
+        let limits = load(&args())?.server_limits();
+        assert_eq!(limits.header_timeout, Duration::from_secs(3));
+        assert_eq!(limits.max_connections, 40);
+        assert_eq!(limits.idle_timeout, Duration::from_secs(75), "default kept");
+
+        jail.set_env("TOOLGATE_LIMITS_MAX_CONNECTIONS", "7");
+        jail.set_env("TOOLGATE_LIMITS_BODY_IDLE_TIMEOUT", "250ms");
+        let limits = load(&args())?.server_limits();
+        assert_eq!(limits.max_connections, 7);
+        assert_eq!(limits.body_idle_timeout, Duration::from_millis(250));
+
+        jail.set_env("TOOLGATE_LIMITS_MAX_CONCURRENT_REQUESTS", "0");
+        assert_eq!(key_of(load(&args())), "limits.max_concurrent_requests");
+        jail.set_env("TOOLGATE_LIMITS_MAX_CONCURRENT_REQUESTS", "8");
+        jail.set_env("TOOLGATE_LIMITS_BODY_TIMEOUT", "0s");
+        assert_eq!(key_of(load(&args())), "limits.body_timeout");
+        jail.set_env("TOOLGATE_LIMITS_BODY_TIMEOUT", "5s");
+        jail.set_env("TOOLGATE_LIMITS_MAX_BUFFERED_BODY_BYTES", "1000");
+        assert_eq!(key_of(load(&args())), "limits.max_buffered_body_bytes");
+        jail.set_env("TOOLGATE_LIMITS_MAX_BUFFERED_BODY_BYTES", "lots");
+        assert_eq!(key_of(load(&args())), "limits.max_buffered_body_bytes");
+        Ok(())
+    });
+}

@@ -34,12 +34,13 @@ use futures_util::future::BoxFuture;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+// Every request body on the listener comes through the proxy's limits.
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use toolgate_proxy::access::{Access, Refusal, Requirement};
 use toolgate_proxy::gateway::{Gateway, ProxyBody};
 use toolgate_proxy::identity::jwt::METADATA_PATH;
+use toolgate_proxy::limits::RequestBody as Incoming;
 
 use crate::metrics::Metrics;
 use crate::status::{StatusView, ToolkitStatus};
@@ -575,16 +576,17 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests finish for up to `drain` (the proxy library's server loop).
+/// Serves `app` on `listener` within `limits` until `shutdown` resolves, then stops accepting
+/// and lets in-flight requests finish for up to `drain` (the proxy library's server loop).
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    limits: toolgate_proxy::limits::ServerLimits,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
     let handler = move |request: Request<Incoming>| Arc::clone(&app).handle(request);
-    toolgate_proxy::server::serve_with(listener, handler, drain, shutdown).await;
+    toolgate_proxy::server::serve_with(listener, handler, limits, drain, shutdown).await;
 }
 
 #[cfg(test)]

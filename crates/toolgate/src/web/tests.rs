@@ -112,6 +112,7 @@ async fn start(token: Option<&str>, view: StatusView) -> Running {
     let server = tokio::spawn(serve(
         listener,
         app,
+        toolgate_proxy::limits::ServerLimits::default(),
         async move {
             let _ = stopped.await;
         },
