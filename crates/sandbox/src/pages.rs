@@ -38,10 +38,21 @@ pub(crate) fn link_page(page: &LinkPage, base_url: &str) -> String {
             .as_deref()
             .map(|reason| format!("<p>{}</p>", escape_html(reason)))
             .unwrap_or_default();
+        // A dead end otherwise: the application behind the callback can mint a fresh link.
+        let back = page
+            .return_url
+            .as_deref()
+            .map(|url| {
+                format!(
+                    "<p><a class=\"back\" href=\"{}\">Back to the application</a> to get a new link.</p>",
+                    escape_html(url)
+                )
+            })
+            .unwrap_or_default();
         return document(
             &format!("Connect {}", page.toolkit_name),
             &format!(
-                "{heading}<p>This link for user <strong>{user}</strong> is no longer pending: the connection is <code>{}</code>.</p>{reason}",
+                "{heading}<p>This link for user <strong>{user}</strong> is no longer pending: the connection is <code>{}</code>.</p>{reason}{back}",
                 page.status.as_str()
             ),
         );

@@ -227,6 +227,55 @@ async fn revoke_and_expire_controls() {
         .assert_error(400);
 }
 
+#[tokio::test]
+async fn an_expired_link_page_leads_back_to_the_application() {
+    let (_sandbox, client) = start().await;
+    let session = client.session(json!({"user_id": "eve"})).await;
+    let callback = "http://127.0.0.1:9/callback?user=eve";
+    let (pending, token, _) = client
+        .link(
+            &session,
+            json!({"toolkit": "gmail", "callback_url": callback}),
+        )
+        .await;
+    let open = client
+        .send(Method::GET, &format!("/link/{token}"), None, None)
+        .await;
+    assert!(
+        !open.text.contains("Back to the application"),
+        "{}",
+        open.text
+    );
+    client
+        .control(&format!("/_sandbox/accounts/{pending}/expire"), None)
+        .await;
+    let page = client
+        .send(Method::GET, &format!("/link/{token}"), None, None)
+        .await;
+    let back = format!(
+        "href=\"http://127.0.0.1:9/callback?user=eve&amp;status=failed&amp;connected_account_id={pending}\""
+    );
+    assert!(
+        page.text.contains("EXPIRED") && page.text.contains(&back),
+        "{}",
+        page.text
+    );
+
+    // Without a callback URL there is nowhere to go back to, and no dead link is shown.
+    let (pending, token, _) = client.link(&session, json!({"toolkit": "github"})).await;
+    client
+        .control(&format!("/_sandbox/accounts/{pending}/expire"), None)
+        .await;
+    let page = client
+        .send(Method::GET, &format!("/link/{token}"), None, None)
+        .await;
+    assert!(
+        page.text.contains("EXPIRED") && !page.text.contains("Back to the application"),
+        "{}",
+        page.text
+    );
+}
+
 /// Lazy expiry over HTTP with the real clock and a tiny TTL (the paused-clock version is a
 /// unit test of the store). Polls with a bounded deadline instead of sleeping.
 #[tokio::test]

@@ -153,6 +153,9 @@ pub(crate) struct LinkPage {
     pub(crate) status_reason: Option<String>,
     /// The white-label OAuth app the link goes through (a custom auth config's name).
     pub(crate) app_name: Option<String>,
+    /// Where a link that is no longer pending sends the user back to: the callback URL with
+    /// the account's outcome appended, so the application can offer a fresh link.
+    pub(crate) return_url: Option<String>,
 }
 
 /// The sandbox state (see the module docs).
@@ -664,6 +667,14 @@ impl Store {
                 .auth_config(account.project, &account.auth_config_id)
                 .filter(|auth| !auth.managed)
                 .map(|auth| auth.name),
+            return_url: account.callback_url.as_deref().and_then(|callback| {
+                let outcome = if account.status == Status::Active {
+                    "success"
+                } else {
+                    "failed"
+                };
+                callback_redirect(callback, outcome, &account.id)
+            }),
         })
     }
 
@@ -702,13 +713,11 @@ impl Store {
             account.status = Status::Failed;
             account.status_reason = Some("The user denied access on the consent screen".to_owned());
         }
-        let redirect = account.callback_url.as_deref().and_then(|callback| {
-            let mut url = url::Url::parse(callback).ok()?;
-            url.query_pairs_mut()
-                .append_pair("status", if allow { "success" } else { "failed" })
-                .append_pair("connected_account_id", &account.id);
-            Some(url.to_string())
-        });
+        let outcome = if allow { "success" } else { "failed" };
+        let redirect = account
+            .callback_url
+            .as_deref()
+            .and_then(|callback| callback_redirect(callback, outcome, &account.id));
         Ok(LinkOutcome {
             account_id,
             toolkit_name: account.toolkit.name,
@@ -772,6 +781,16 @@ impl Store {
             .filter(|account| !account.deleted)
             .map(|account| account.status)
     }
+}
+
+/// The callback URL with Composio's `status` and `connected_account_id` appended; `None` for
+/// a callback that is not a URL (the API accepted it as a plain string).
+fn callback_redirect(callback: &str, status: &str, account_id: &str) -> Option<String> {
+    let mut url = url::Url::parse(callback).ok()?;
+    url.query_pairs_mut()
+        .append_pair("status", status)
+        .append_pair("connected_account_id", account_id);
+    Some(url.to_string())
 }
 
 /// Pins must name existing, undeleted accounts of the project, for the toolkit they are pinned to.
