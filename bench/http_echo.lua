@@ -1,6 +1,7 @@
 -- wrk script: tools/call of an echo tool on one MCP session, a unique JSON-RPC id per request.
 -- Environment: SID (Mcp-Session-Id), TOOL (echo | SANDBOX_ECHO), APIKEY (optional x-api-key),
--- PV (protocol version, default 2025-11-25). Checks each body carries "Echo: hi".
+-- PV (protocol version, default 2025-11-25; "none" sends no Mcp-Protocol-Version), AUTH
+-- (optional Authorization value). Checks each body carries "Echo: hi".
 local counter, tid, threads = 0, 0, {}
 
 function setup(thread)
@@ -14,7 +15,10 @@ function init(args)
   bad = 0
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Accept"] = "application/json, text/event-stream"
-  wrk.headers["Mcp-Protocol-Version"] = os.getenv("PV") or "2025-11-25"
+  local pv = os.getenv("PV") or "2025-11-25"
+  if pv ~= "none" then wrk.headers["Mcp-Protocol-Version"] = pv end
+  local auth = os.getenv("AUTH")
+  if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
   local sid = os.getenv("SID")
   if sid and sid ~= "" then wrk.headers["Mcp-Session-Id"] = sid end
   local key = os.getenv("APIKEY")

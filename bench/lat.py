@@ -9,6 +9,15 @@ usage:
 The `http` mode is the floor: the upstream's own round trip with as little client work as
 Python allows (one persistent connection, no SDK), so `stdio - http` is what the stdio client
 plus the bridge add.
+
+CPU and memory of the process under test, over the N timed calls only (not the warm-up):
+- `stdio` measures the bridge it launched (every descendant of this client): "cpu_us" per call,
+  "rss_idle_kib" after initialize and "rss_loaded_kib" after the last call (summed over the
+  descendants: a bridge may be a launcher plus a runtime).
+- `http` measures the processes whose pids are in the environment variable CPU_PIDS
+  ("name:pid" entries, space-separated): "cpu_us_NAME" per call each.
+CPU time is the scheduler's nanosecond count (/proc/PID/task/*/schedstat), cross-checked with
+the clock-tick count of /proc/PID/stat ("cpu_tick_us"), which also counts exited threads.
 """
 
 import http.client
@@ -22,6 +31,61 @@ import urllib.parse
 import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+
+
+# Every answer must carry this text (the echo of {"message": "hi"}); EXPECT overrides it.
+expect = os.environ.get("EXPECT", "Echo: hi")
+
+
+def descendants(root):
+    """Pids of every live descendant of `root`."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_ns(pids):
+    """(scheduler ns over live threads, clock-tick ns incl. exited threads) of `pids`."""
+    sched = ticks = 0
+    tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    sched += int(f.read().split()[0])
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += (int(fields[11]) + int(fields[12])) * tick_ns
+        except (OSError, IndexError, ValueError):
+            continue
+    return sched, ticks
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def per_call(before, after, n):
+    return round((after[0] - before[0]) / n / 1000, 1), round((after[1] - before[1]) / n / 1000, 1)
 
 
 def summary(samples):
@@ -40,16 +104,23 @@ async def stdio_mode(n, warmup, tool, args, command):
     server = StdioServerParameters(command=command[0], args=command[1:], env={**os.environ})
     async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
+        bridge = descendants(os.getpid())
+        idle = rss_kib(bridge)
         for _ in range(warmup):
             await session.call_tool(tool, args)
         samples = []
+        before = cpu_ns(bridge)
         for _ in range(n):
             started = time.perf_counter()
             result = await session.call_tool(tool, args)
             samples.append(time.perf_counter() - started)
-            if result.is_error:
-                raise SystemExit(f"tool error: {result}")
-    print(json.dumps(summary(samples)), flush=True)
+            if result.is_error or expect not in str(result.content):
+                raise SystemExit(f"bad result: {result}")
+        cpu, tick = per_call(before, cpu_ns(bridge), n)
+        loaded = rss_kib(bridge)
+    out = summary(samples) | {"cpu_us": cpu, "cpu_tick_us": tick, "rss_idle_kib": idle,
+                              "rss_loaded_kib": loaded, "procs": len(bridge)}
+    print(json.dumps(out), flush=True)
 
 
 def http_mode(n, warmup, tool, args, url, header_args):
@@ -81,17 +152,23 @@ def http_mode(n, warmup, tool, args, url, header_args):
         headers["Mcp-Session-Id"] = session
     headers["MCP-Protocol-Version"] = "2025-11-25"
     post({"jsonrpc": "2.0", "method": "notifications/initialized"}, headers)
+    watched = [entry.split(":", 1) for entry in os.environ.get("CPU_PIDS", "").split()]
     samples = []
     for i in range(warmup + n):
+        if i == warmup:
+            before = [cpu_ns([int(pid)]) for _, pid in watched]
         body = {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {"name": tool, "arguments": args}}
         started = time.perf_counter()
         response, data = post(body, headers)
         elapsed = time.perf_counter() - started
-        if response.status != 200 or b'"result"' not in data:
+        if response.status != 200 or b'"result"' not in data or expect.encode() not in data:
             raise SystemExit(f"bad answer {response.status}: {data[:200]!r}")
         if i >= warmup:
             samples.append(elapsed)
-    print(json.dumps(summary(samples)), flush=True)
+    out = summary(samples)
+    for (name, pid), start in zip(watched, before):
+        out[f"cpu_us_{name}"], out[f"cpu_tick_us_{name}"] = per_call(start, cpu_ns([int(pid)]), n)
+    print(json.dumps(out), flush=True)
 
 
 async def oneshot_mode(tool, args, command):
@@ -99,8 +176,8 @@ async def oneshot_mode(tool, args, command):
     async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         result = await session.call_tool(tool, args)
-        if result.is_error:
-            raise SystemExit(f"tool error: {result}")
+        if result.is_error or expect not in str(result.content):
+            raise SystemExit(f"bad result: {result}")
 
 
 def main():

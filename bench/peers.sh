@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of toolgate against pinned peers (issue 15; see BENCHMARKS.md, "Peers").
+#
+# Installs the peers into a directory of its own (BENCH_PEERS, default /work/bench-peers; never
+# tests/peers), then runs, in one run and interleaved (the order of the paths rotates from one
+# pair or round to the next, so drifting load from other work hits every path alike):
+#   http      wrk, HTTP->HTTP at 1 and 8 connections, against server-everything and the
+#             sandbox's rmcp upstream: direct, socat, toolgate serve, joshrotenberg mcp-proxy
+#   multiuser wrk against the sandbox in Composio mode: toolgate single-user, single-user with
+#             session_key (sealed ids), auth.mode=tokens with session_key (identity + seal)
+#   stdio     bench/lat.py, one call at a time: per-call latency, bridge CPU per call and RSS of
+#             toolgate stdio, mcp-remote, supergateway, sparfenyuk mcp-proxy; toolgate serve's CPU
+#             per request under the same pacing (the stdio/HTTP CPU ratio comes from one run)
+#   syscalls  strace -c of toolgate serve (and joshrotenberg mcp-proxy) over a fixed number of
+#             requests at one connection
+#   oneshot   hyperfine: start -> initialize -> one call -> exit, each stdio bridge
+# Every answer is checked ("Echo: hi"); a run with a bad answer or a socket error is reported
+# as such and the summary counts them. The load average is recorded with every run.
+# Knobs: SECTIONS, PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD.
+# Not part of CI. Prints markdown tables at the end (bench/peers_report.py).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+SECTIONS=${SECTIONS:-http multiuser stdio syscalls oneshot}
+PAIRS=${PAIRS:-3}
+RUN=${RUN:-8}
+ROUNDS=${ROUNDS:-3}
+N=${N:-500}
+WARMUP=${WARMUP:-20}
+SYSCALL_N=${SYSCALL_N:-2000}
+bp=${BENCH_PEERS:-/work/bench-peers}
+peers=${TOOLGATE_PEERS:-$root/target/peers}
+out_dir=$root/bench/results
+mkdir -p "$out_dir" "$bp"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=$out_dir/peers-$stamp.txt
+logs=$out_dir/peers-$stamp.logs
+mkdir -p "$logs"
+
+# --- install the pinned peers (each step skipped when already there) ---
+JOSH_VERSION=0.6.0          # crates.io `mcp-proxy` (joshrotenberg), Rust
+MCP_REMOTE_VERSION=0.15.1   # npm `mcp-remote`
+SUPERGATEWAY_VERSION=4.0.0  # npm `supergateway`
+SPARFENYUK_VERSION=0.13.0   # PyPI `mcp-proxy` (sparfenyuk), Python
+for tool in wrk socat hyperfine strace; do
+  if ! command -v $tool >/dev/null; then
+    echo "bench: installing $tool (apt)" >&2
+    apt-get install -y $tool >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y $tool >/dev/null; }
+  fi
+done
+[ -x "$peers/node/node_modules/.bin/mcp-server-everything" ] && [ -x "$peers/venv/bin/python" ] || bash tests/peers/install.sh
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
+josh=$bp/josh/bin/mcp-proxy
+if { has http || has syscalls; } && { ! [ -x "$josh" ] || ! "$josh" --version 2>&1 | grep -q "$JOSH_VERSION"; }; then
+  echo "bench: cargo install mcp-proxy $JOSH_VERSION (about 10 minutes of CPU)" >&2
+  CARGO_INCREMENTAL=0 nice cargo install --locked --version "$JOSH_VERSION" mcp-proxy --root "$bp/josh" >&2
+fi
+if ! [ -f "$bp/node/.pins" ] || [ "$(cat "$bp/node/.pins")" != "$MCP_REMOTE_VERSION $SUPERGATEWAY_VERSION" ]; then
+  mkdir -p "$bp/node"
+  printf '{"name":"toolgate-bench-peers","private":true,"dependencies":{"mcp-remote":"%s","supergateway":"%s"}}\n' \
+    "$MCP_REMOTE_VERSION" "$SUPERGATEWAY_VERSION" > "$bp/node/package.json"
+  (cd "$bp/node" && npm install --no-audit --no-fund --loglevel=error >&2)
+  echo "$MCP_REMOTE_VERSION $SUPERGATEWAY_VERSION" > "$bp/node/.pins"
+fi
+if ! "$bp/venv/bin/python" -c "import importlib.metadata as m; assert m.version('mcp-proxy') == '$SPARFENYUK_VERSION'" 2>/dev/null; then
+  python3 -m venv "$bp/venv"
+  "$bp/venv/bin/pip" install --quiet --disable-pip-version-check "mcp-proxy==$SPARFENYUK_VERSION"
+fi
+remote=$bp/node/node_modules/.bin/mcp-remote
+supergw=$bp/node/node_modules/supergateway/dist/index.js
+sparf=$bp/venv/bin/mcp-proxy
+py=$peers/venv/bin/python   # the client: Python mcp SDK pinned by tests/peers
+everything=$peers/node/node_modules/.bin/mcp-server-everything
+
+# A target dir of its own, so the release build never holds the lock of the everyday one.
+bench_target=${BENCH_TARGET_DIR:-$root/target/bench}
+if [ -z "${SKIP_BUILD:-}" ]; then
+  echo "bench: building the release binary in $bench_target" >&2
+  cargo build --release --locked -p toolgate --target-dir "$bench_target" >&2
+fi
+bin=$bench_target/release/toolgate
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 400); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
+cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+clk_tck=$(getconf CLK_TCK)
+load() { cut -d' ' -f1 /proc/loadavg; }
+stop() { for pid in "$@"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; }
+# rotate K WORD... -> the words rotated left by K (the interleaving order of pair/round K)
+rotate() { local k=$1; shift; local a=("$@") n=$#; for i in $(seq 0 $((n - 1))); do printf '%s ' "${a[$(((i + k) % n))]}"; done; }
+
+# mksession URL [header...] -> the session id (initialize + initialized), retried while the
+# gateway is not ready (a multi-user gateway creates the user's upstream session on first use).
+mksession() {
+  local url=$1 sid="" tries=0; shift
+  local headers=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+  for h in "$@"; do headers+=(-H "$h"); done
+  while [ -z "$sid" ]; do
+    sid=$(curl -sS -D - -o /dev/null "${headers[@]}" "$url" -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}' \
+      | awk 'tolower($1)=="mcp-session-id:" {print $2}' | tr -d '\r')
+    tries=$((tries + 1))
+    if [ -z "$sid" ]; then [ $tries -gt 100 ] && { echo "no session from $url" >&2; return 1; }; sleep 0.1; fi
+  done
+  curl -sS -o /dev/null "${headers[@]}" -H "Mcp-Session-Id: $sid" -H 'Mcp-Protocol-Version: 2025-11-25' "$url" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+  echo "$sid"
+}
+
+# wrk_run SECTION UPSTREAM PATH CONNS PAIR URL TOOL [PV] [AUTH] [HEADER]; CPU_PIDS ("name:pid")
+# get their CPU time per request reported, in microseconds.
+wrk_run() {
+  local section=$1 up=$2 path=$3 conns=$4 pair=$5 url=$6 tool=$7 pv=${8:-2025-11-25} auth=${9:-} header=${10:-}
+  local sid threads=1 line before=() cpu="" i=0 rps l
+  local sh=(); [ -n "$auth" ] && sh+=("Authorization: $auth"); [ -n "$header" ] && sh+=("$header")
+  sid=$(mksession "$url" "${sh[@]}")
+  [ "$conns" -gt 1 ] && threads=2
+  l=$(load)
+  for entry in ${CPU_PIDS:-}; do before+=("$(cpu_ticks "${entry#*:}")"); done
+  line=$(SID=$sid TOOL=$tool PV=$pv AUTH=$auth APIKEY=${header#x-api-key: } \
+    wrk -t$threads -c$conns -d${RUN}s --latency -s bench/http_echo.lua "$url" | grep '^RESULT')
+  rps=$(echo "$line" | sed 's/.*rps=\([0-9.]*\).*/\1/')
+  for entry in ${CPU_PIDS:-}; do
+    cpu+=" cpu_us_${entry%%:*}=$(awk -v a="${before[$i]}" -v b="$(cpu_ticks "${entry#*:}")" -v t="$clk_tck" -v r="$rps" -v d="$RUN" 'BEGIN {printf "%.1f", (b - a) / t * 1e6 / (r * d)}')"
+    i=$((i + 1))
+  done
+  echo "R $section upstream=$up path=$path conns=$conns pair=$pair load=$l ${line#RESULT }$cpu" | tee -a "$out"
+}
+
+start_toolgate() { # UPSTREAM [header...] -> tg_url, tg_pid
+  local port; port=$(free_port)
+  "$bin" serve --listen 127.0.0.1:$port --threads 1 --upstream "$@" --log-level warn 2>>"$logs/toolgate.log" &
+  tg_pid=$!; pids+=($tg_pid); wait_port $port; tg_url=http://127.0.0.1:$port/mcp
+}
+
+start_josh() { # UPSTREAM [x-api-key] -> josh_url, josh_pid (backend "b": tools are b/NAME)
+  local port conf; port=$(free_port); conf=$logs/josh-$port.toml
+  {
+    printf '[proxy]\nname = "bench"\n\n[proxy.listen]\nhost = "127.0.0.1"\nport = %s\n\n' "$port"
+    printf '[[backends]]\nname = "b"\ntransport = "http"\nurl = "%s"\n' "$1"
+    [ -n "${2:-}" ] && printf 'headers = { "x-api-key" = "%s" }\n' "$2"
+    printf '\n[observability]\naudit = false\nlog_level = "warn"\n'
+  } > "$conf"
+  "$josh" --config "$conf" >>"$logs/josh.log" 2>&1 &
+  josh_pid=$!; pids+=($josh_pid); wait_port $port; josh_url=http://127.0.0.1:$port/
+}
+
+start_socat() { # PORT -> relay_port, relay_pid
+  relay_port=$(free_port)
+  socat TCP-LISTEN:$relay_port,bind=127.0.0.1,reuseaddr,fork,nodelay TCP:127.0.0.1:$1,nodelay &
+  relay_pid=$!; pids+=($relay_pid); wait_port $relay_port
+}
+
+start_everything() { # -> se_port, se_pid, se_url
+  se_port=$(free_port)
+  PORT=$se_port node "$everything" streamableHttp >/dev/null 2>&1 &
+  se_pid=$!; pids+=($se_pid); wait_port $se_port; se_url=http://127.0.0.1:$se_port/mcp
+}
+
+key=sk_sandbox_demo
+start_sandbox() { # -> sb_port, sb_pid
+  sb_port=$(free_port)
+  "$bin" sandbox --listen 127.0.0.1:$sb_port 2>>"$logs/sandbox.log" &
+  sb_pid=$!; pids+=($sb_pid); wait_port $sb_port
+}
+sandbox_session() { # USER -> the MCP URL of a new tool-router session
+  curl -sS -H "x-api-key: $key" -H 'Content-Type: application/json' \
+    "http://127.0.0.1:$sb_port/api/v3.1/tool_router/session" -d "{\"user_id\":\"$1\"}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["mcp"]["url"])'
+}
+
+{
+  echo "# $(date -u) $(uname -srm)"
+  echo "# commit: $(git rev-parse HEAD) ($(git log -1 --format=%s | cut -c1-80))"
+  echo "# main: $(git rev-parse main 2>/dev/null || echo '?')  dirty: $(git status --porcelain -- crates Cargo.lock | wc -l) files"
+  echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+  echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# sections='$SECTIONS' pairs=$PAIRS run=${RUN}s rounds=$ROUNDS n=$N warmup=$WARMUP syscall_n=$SYSCALL_N"
+  echo "# peers: joshrotenberg mcp-proxy $("$josh" --version 2>/dev/null | head -1 || echo none), mcp-remote $MCP_REMOTE_VERSION, supergateway $SUPERGATEWAY_VERSION, sparfenyuk mcp-proxy $("$bp/venv/bin/python" -c "import importlib.metadata as m; print(m.version('mcp-proxy'))"), client mcp $("$py" -c "import importlib.metadata as m; print(m.version('mcp'))"), node $(node --version), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+} | tee "$out"
+
+# --- http: direct, socat, toolgate, joshrotenberg mcp-proxy, HTTP -> HTTP ---
+http_pair() { # UPSTREAM CONNS PAIR  (upstream and proxies fresh for every pair)
+  local up=$1 conns=$2 pair=$3 url tool hdr="" apikey="" upstream_pid port
+  if [ "$up" = everything ]; then
+    start_everything; url=$se_url; tool=echo; upstream_pid=$se_pid; port=$se_port
+  else
+    url=$(sandbox_session bench); tool=SANDBOX_ECHO; upstream_pid=$sb_pid; port=$sb_port
+    hdr="x-api-key: $key"; apikey=$key
+  fi
+  if [ -n "$hdr" ]; then start_toolgate "$url" --header "$hdr"; else start_toolgate "$url"; fi
+  start_josh "$url" "$apikey"
+  start_socat "$port"
+  local relay_url=${url/:$port\//:$relay_port/}
+  if [ "$conns" = 1 ] && [ "$pair" = 1 ]; then
+    echo "R rss upstream=$up when=idle toolgate=$(rss_kib $tg_pid) josh=$(rss_kib $josh_pid)" | tee -a "$out"
+  fi
+  local paths=(direct socat toolgate josh)
+  # server-everything is 3-4x slower per call when the client sends Mcp-Protocol-Version:
+  # a direct run without it shows what a proxy that drops the header would look like.
+  [ "$up" = everything ] && paths+=(direct-nopv)
+  for path in $(rotate "$pair" "${paths[@]}"); do
+    case $path in
+      direct) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" direct "$conns" "$pair" "$url" "$tool" 2025-11-25 "" "$hdr" ;;
+      direct-nopv) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" direct-nopv "$conns" "$pair" "$url" "$tool" none "" "$hdr" ;;
+      socat) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" socat "$conns" "$pair" "$relay_url" "$tool" 2025-11-25 "" "$hdr" ;;
+      toolgate) CPU_PIDS="upstream:$upstream_pid proxy:$tg_pid" wrk_run http "$up" toolgate "$conns" "$pair" "$tg_url" "$tool" ;;
+      josh) CPU_PIDS="upstream:$upstream_pid proxy:$josh_pid" wrk_run http "$up" josh "$conns" "$pair" "$josh_url" "b/$tool" ;;
+    esac
+  done
+  if [ "$conns" = 8 ] && [ "$pair" = "$PAIRS" ]; then
+    echo "R rss upstream=$up when=loaded toolgate=$(rss_kib $tg_pid) josh=$(rss_kib $josh_pid)" | tee -a "$out"
+  fi
+  stop $tg_pid $josh_pid $relay_pid
+  [ "$up" = everything ] && stop $se_pid
+  return 0
+}
+
+# --- multiuser: the identity check and sealed session ids against single-user mode ---
+mu_env() { # MODE -> env assignments for a Composio-mode toolgate against the sandbox
+  local state=$logs/state-$1
+  mkdir -p "$state"
+  echo "COMPOSIO_API_KEY=$key COMPOSIO_BASE_URL=http://127.0.0.1:$sb_port XDG_STATE_HOME=$state TOOLGATE_LOG_LEVEL=warn"
+  case $1 in
+    single) echo "TOOLGATE_USER_ID=bench" ;;
+    sealed) echo "TOOLGATE_USER_ID=bench TOOLGATE_SESSION_KEY=$session_key" ;;
+    tokens) echo "TOOLGATE_AUTH_MODE=tokens TOOLGATE_AUTH_TOKENS_FILE=$logs/tokens TOOLGATE_SESSION_KEY=$session_key" ;;
+  esac
+}
+session_key=bench-session-key-0123456789abcdef-0123456789
+bench_token=bench-token-0123456789abcdef
+multiuser_pair() { # CONNS PAIR
+  local conns=$1 pair=$2 mode port
+  declare -A mu_url mu_pid
+  printf '# bench users\nalice alice-token-0123456789abcdef\nbench %s\n' "$bench_token" > "$logs/tokens"
+  for mode in single sealed tokens; do
+    port=$(free_port)
+    env $(mu_env $mode) "$bin" serve --listen 127.0.0.1:$port --threads 1 2>>"$logs/toolgate-$mode.log" &
+    mu_pid[$mode]=$!; pids+=(${mu_pid[$mode]}); wait_port $port; mu_url[$mode]=http://127.0.0.1:$port/mcp
+  done
+  if [ "$conns" = 1 ] && [ "$pair" = 1 ]; then
+    echo "R rss upstream=sandbox-composio when=idle single=$(rss_kib ${mu_pid[single]}) sealed=$(rss_kib ${mu_pid[sealed]}) tokens=$(rss_kib ${mu_pid[tokens]})" | tee -a "$out"
+  fi
+  for mode in $(rotate "$pair" single sealed tokens); do
+    local auth=""; [ $mode = tokens ] && auth="Bearer $bench_token"
+    CPU_PIDS="proxy:${mu_pid[$mode]}" wrk_run multiuser sandbox-composio "$mode" "$conns" "$pair" "${mu_url[$mode]}" SANDBOX_ECHO 2025-11-25 "$auth"
+  done
+  stop ${mu_pid[single]} ${mu_pid[sealed]} ${mu_pid[tokens]}
+}
+
+# --- stdio: per-call latency, bridge CPU per call and RSS, one call at a time ---
+# lat LABEL... : runs bench/lat.py with the rest of the arguments and records its JSON line.
+lat() {
+  local up=$1 path=$2 round=$3 l line; shift 3
+  l=$(load)
+  line=$("$@" 2>>"$logs/stdio-$path.log") || line='{"error": "failed, see the log"}'
+  echo "R stdio upstream=$up path=$path round=$round load=$l $line" | tee -a "$out"
+}
+stdio_round() { # UPSTREAM ROUND
+  local up=$1 round=$2 url args='{"message":"hi"}' tool
+  local th=() rh=() sh=() ph=() lh=()
+  if [ "$up" = everything ]; then
+    start_everything; url=$se_url; tool=echo
+  else
+    url=$(sandbox_session bench); tool=SANDBOX_ECHO
+    th=(--header "x-api-key: $key"); rh=(--header "x-api-key:$key"); sh=(--header "x-api-key: $key")
+    ph=(-H x-api-key "$key"); lh=("x-api-key: $key")
+  fi
+  start_toolgate "$url" "${th[@]}"
+  local paths=(http toolgate-http toolgate mcp-remote supergateway sparfenyuk)
+  [ "$up" = everything ] && paths+=(stdio-direct)
+  for path in $(rotate "$round" "${paths[@]}"); do
+    case $path in
+      http) lat "$up" http "$round" "$py" bench/lat.py http "$N" "$WARMUP" "$tool" "$args" "$url" "${lh[@]}" ;;
+      toolgate-http) CPU_PIDS="toolgate:$tg_pid" lat "$up" toolgate-http "$round" "$py" bench/lat.py http "$N" "$WARMUP" "$tool" "$args" "$tg_url" ;;
+      toolgate) lat "$up" toolgate "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" "$bin" stdio --upstream "$url" "${th[@]}" ;;
+      mcp-remote) lat "$up" mcp-remote "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" node "$remote" "$url" --silent "${rh[@]}" ;;
+      supergateway) lat "$up" supergateway "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" node "$supergw" --streamableHttp "$url" --logLevel none "${sh[@]}" ;;
+      sparfenyuk) lat "$up" sparfenyuk "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" "$sparf" --transport streamablehttp --log-level WARNING "${ph[@]}" "$url" ;;
+      stdio-direct) lat "$up" stdio-direct "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" node "$everything" stdio ;;
+    esac
+  done
+  stop $tg_pid
+  [ "$up" = everything ] && stop $se_pid
+  return 0
+}
+
+# --- syscalls: strace -c over a fixed number of requests at one connection ---
+syscalls_of() { # NAME PID URL TOOL
+  local name=$1 pid=$2 url=$3 tool=$4 trace=$logs/strace-$1.txt strace_pid l
+  l=$(load)
+  strace -f -c -o "$trace" -p "$pid" 2>>"$logs/strace.log" &
+  strace_pid=$!; pids+=($strace_pid)
+  sleep 1 # strace attaches to every thread before the first request
+  "$py" bench/lat.py http "$SYSCALL_N" 0 "$tool" '{"message":"hi"}' "$url" >/dev/null
+  kill -INT $strace_pid; wait $strace_pid 2>/dev/null || true
+  # lat.py also sends initialize and notifications/initialized: SYSCALL_N + 2 requests.
+  python3 - "$trace" "$name" "$((SYSCALL_N + 2))" "$l" <<'PY' | tee -a "$out"
+import sys
+path, name, requests, load = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+calls = {}
+for line in open(path):
+    parts = line.split()
+    if len(parts) >= 5 and parts[-1] not in ("syscall", "total") and parts[3].isdigit():
+        calls[parts[-1]] = int(parts[3])
+total = sum(calls.values())
+top = " ".join(f"{k}={v / requests:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / requests >= 0.05)
+print(f"R syscalls path={name} requests={requests} load={load} per_request={total / requests:.2f} {top}")
+PY
+}
+
+# --- the run ---
+if has http || has multiuser || has stdio || has syscalls; then start_sandbox; fi
+if has http; then
+  echo "# http: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  for conns in 1 8; do
+    for pair in $(seq 1 "$PAIRS"); do
+      http_pair everything "$conns" "$pair"
+      http_pair sandbox "$conns" "$pair"
+    done
+  done
+fi
+if has multiuser; then
+  echo "# multiuser: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  for conns in 1 8; do
+    for pair in $(seq 1 "$PAIRS"); do multiuser_pair "$conns" "$pair"; done
+  done
+fi
+if has stdio; then
+  echo "# stdio: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  for round in $(seq 1 "$ROUNDS"); do
+    stdio_round everything "$round"
+    stdio_round sandbox "$round"
+  done
+fi
+if has syscalls; then
+  echo "# syscalls: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  url=$(sandbox_session bench)
+  start_toolgate "$url" --header "x-api-key: $key"
+  start_josh "$url" "$key"
+  syscalls_of toolgate "$tg_pid" "$tg_url" SANDBOX_ECHO
+  syscalls_of josh "$josh_pid" "$josh_url" b/SANDBOX_ECHO
+  stop $tg_pid $josh_pid
+fi
+if has oneshot; then
+  echo "# oneshot: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  start_everything
+  a='{"message":"hi"}' l=$(load)
+  hyperfine -N -w 2 -r "${ONESHOT_RUNS:-15}" --export-json "$logs/oneshot.json" \
+    -n toolgate "$py bench/lat.py oneshot echo '$a' $bin stdio --upstream $se_url" \
+    -n mcp-remote "$py bench/lat.py oneshot echo '$a' node $remote $se_url --silent" \
+    -n supergateway "$py bench/lat.py oneshot echo '$a' node $supergw --streamableHttp $se_url --logLevel none" \
+    -n sparfenyuk "$py bench/lat.py oneshot echo '$a' $sparf --transport streamablehttp --log-level WARNING $se_url" \
+    >>"$logs/hyperfine.txt" 2>&1
+  python3 - "$logs/oneshot.json" "$l" <<'PY' | tee -a "$out"
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print(f"R oneshot path={r['command']} load={sys.argv[2]} mean_ms={r['mean']*1000:.0f} median_ms={r['median']*1000:.0f} sd_ms={r['stddev']*1000:.0f} runs={len(r['times'])}")
+PY
+  stop $se_pid
+fi
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+python3 bench/peers_report.py "$out" | tee "$out_dir/peers-$stamp.md"
+echo "bench: results in $out and $out_dir/peers-$stamp.md" >&2
