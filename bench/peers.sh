@@ -16,7 +16,7 @@
 #   oneshot   hyperfine: start -> initialize -> one call -> exit, each stdio bridge
 # Every answer is checked ("Echo: hi"); a run with a bad answer or a socket error is reported
 # as such and the summary counts them. The load average is recorded with every run.
-# Knobs: SECTIONS, PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD.
+# Knobs: SECTIONS, HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD.
 # Not part of CI. Prints markdown tables at the end (bench/peers_report.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +28,7 @@ ROUNDS=${ROUNDS:-3}
 N=${N:-500}
 WARMUP=${WARMUP:-20}
 SYSCALL_N=${SYSCALL_N:-2000}
+HTTP_PATHS=${HTTP_PATHS:-direct socat toolgate josh}
 bp=${BENCH_PEERS:-/work/bench-peers}
 peers=${TOOLGATE_PEERS:-$root/target/peers}
 out_dir=$root/bench/results
@@ -51,7 +52,7 @@ done
 [ -x "$peers/node/node_modules/.bin/mcp-server-everything" ] && [ -x "$peers/venv/bin/python" ] || bash tests/peers/install.sh
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 josh=$bp/josh/bin/mcp-proxy
-if { has http || has syscalls; } && { ! [ -x "$josh" ] || ! "$josh" --version 2>&1 | grep -q "$JOSH_VERSION"; }; then
+if { [[ " $HTTP_PATHS " == *" josh "* ]] && has http || has syscalls; } && { ! [ -x "$josh" ] || ! "$josh" --version 2>&1 | grep -q "$JOSH_VERSION"; }; then
   echo "bench: cargo install mcp-proxy $JOSH_VERSION (about 10 minutes of CPU)" >&2
   CARGO_INCREMENTAL=0 nice cargo install --locked --version "$JOSH_VERSION" mcp-proxy --root "$bp/josh" >&2
 fi
@@ -192,16 +193,16 @@ http_pair() { # UPSTREAM CONNS PAIR  (upstream and proxies fresh for every pair)
     hdr="x-api-key: $key"; apikey=$key
   fi
   if [ -n "$hdr" ]; then start_toolgate "$url" --header "$hdr"; else start_toolgate "$url"; fi
-  start_josh "$url" "$apikey"
+  josh_pid=""; [[ " $HTTP_PATHS " == *" josh "* ]] && start_josh "$url" "$apikey"
   start_socat "$port"
   local relay_url=${url/:$port\//:$relay_port/}
   if [ "$conns" = 1 ] && [ "$pair" = 1 ]; then
-    echo "R rss upstream=$up when=idle toolgate=$(rss_kib $tg_pid) josh=$(rss_kib $josh_pid)" | tee -a "$out"
+    echo "R rss upstream=$up when=idle toolgate=$(rss_kib $tg_pid)${josh_pid:+ josh=$(rss_kib $josh_pid)}" | tee -a "$out"
   fi
-  local paths=(direct socat toolgate josh)
+  local paths=($HTTP_PATHS)
   # server-everything is 3-4x slower per call when the client sends Mcp-Protocol-Version:
   # a direct run without it shows what a proxy that drops the header would look like.
-  [ "$up" = everything ] && paths+=(direct-nopv)
+  [ "$up" = everything ] && [[ " $HTTP_PATHS " == *" direct "* ]] && paths+=(direct-nopv)
   for path in $(rotate "$pair" "${paths[@]}"); do
     case $path in
       direct) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" direct "$conns" "$pair" "$url" "$tool" 2025-11-25 "" "$hdr" ;;
@@ -212,7 +213,7 @@ http_pair() { # UPSTREAM CONNS PAIR  (upstream and proxies fresh for every pair)
     esac
   done
   if [ "$conns" = 8 ] && [ "$pair" = "$PAIRS" ]; then
-    echo "R rss upstream=$up when=loaded toolgate=$(rss_kib $tg_pid) josh=$(rss_kib $josh_pid)" | tee -a "$out"
+    echo "R rss upstream=$up when=loaded toolgate=$(rss_kib $tg_pid)${josh_pid:+ josh=$(rss_kib $josh_pid)}" | tee -a "$out"
   fi
   stop $tg_pid $josh_pid $relay_pid
   [ "$up" = everything ] && stop $se_pid
