@@ -18,5 +18,6 @@ mod multiuser;
 mod parity;
 mod parity_body_cap;
 mod sandbox;
+mod stdio_abuse;
 mod stdio_lifecycle;
 mod stdio_peers;

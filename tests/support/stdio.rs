@@ -96,6 +96,15 @@ impl LineChild {
         Ok(())
     }
 
+    /// Writes `bytes` and a newline to the child's stdin (for lines that are not UTF-8).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin already closed")?;
+        stdin.write_all(bytes).await?;
+        stdin.write_all(b"\n").await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
     /// Writes one JSON message line.
     pub async fn send(&mut self, message: &Value) -> anyhow::Result<()> {
         self.send_raw(&message.to_string()).await

@@ -16,6 +16,9 @@ use super::error::ErrorKind;
 /// The routing fields of one JSON-RPC message, borrowed from its bytes.
 #[derive(Debug, Deserialize)]
 pub struct Message<'a> {
+    /// The protocol marker; `"2.0"` on every JSON-RPC 2.0 message.
+    #[serde(borrow, default)]
+    pub jsonrpc: Option<Cow<'a, str>>,
     /// The raw id exactly as sent; `None` for notifications (and for `"id": null`).
     #[serde(borrow, default)]
     pub id: Option<&'a RawValue>,
@@ -71,10 +74,30 @@ pub struct Meta<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// Parses one message object. Errors: not JSON (-32700), or JSON whose routing fields cannot
-    /// be read unambiguously (-32600: not an object, a non-string `method`, a duplicated key).
+    /// Parses one message object. Errors: not UTF-8 or not JSON (-32700), or JSON whose routing
+    /// fields cannot be read unambiguously (-32600: not an object, a non-string `method`, a
+    /// duplicated key).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ErrorKind> {
-        serde_json::from_slice(bytes).map_err(|error| classify(bytes, error))
+        Self::parse_text(utf8(bytes)?)
+    }
+
+    /// [`Message::parse`] of text already known to be UTF-8.
+    fn parse_text(text: &'a str) -> Result<Self, ErrorKind> {
+        // serde would also read a struct from an array (`[1]` as `id: 1`): only an object is a
+        // message, so a nested batch can never pass for one.
+        if !text.trim_start().starts_with('{') {
+            return Err(match serde_json::from_str::<IgnoredAny>(text) {
+                Ok(_) => ErrorKind::InvalidMessage(serde::de::Error::custom("not a JSON object")),
+                Err(error) => ErrorKind::ParseError(error),
+            });
+        }
+        serde_json::from_str(text).map_err(|error| classify(text, error))
+    }
+
+    /// Whether this is a JSON-RPC 2.0 request, notification or response (`"jsonrpc": "2.0"`
+    /// and a method, or a result or error).
+    pub fn is_json_rpc(&self) -> bool {
+        self.jsonrpc.as_deref() == Some("2.0") && (self.method.is_some() || self.is_response())
     }
 
     /// The method, if any.
@@ -174,28 +197,41 @@ pub enum Body<'a> {
 /// message is the upstream's to judge. A body whose routing fields cannot be read unambiguously
 /// is an error, so nothing can be smuggled past the gate.
 pub fn parse_body(bytes: &[u8]) -> Result<Body<'_>, ErrorKind> {
-    match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
-        Some(b'{') => Message::parse(bytes).map(Body::Single),
+    let text = utf8(bytes)?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => Message::parse_text(text).map(Body::Single),
         Some(b'[') => {
+            // Skipping a value is iterative in serde_json, so however deep the nesting, reading
+            // the elements as raw text cannot exhaust the stack; each element must then be an
+            // object, which is the whole nesting bound: batches do not nest.
             let elements: Vec<&RawValue> =
-                serde_json::from_slice(bytes).map_err(ErrorKind::ParseError)?;
+                serde_json::from_str(text).map_err(ErrorKind::ParseError)?;
             let mut views = Vec::with_capacity(elements.len());
             for element in elements {
-                let view =
-                    serde_json::from_str(element.get()).map_err(ErrorKind::InvalidMessage)?;
-                views.push((element, view));
+                views.push((element, Message::parse_text(element.get())?));
             }
             Ok(Body::Batch(views))
         }
         _ => {
-            serde_json::from_slice::<IgnoredAny>(bytes).map_err(ErrorKind::ParseError)?;
+            serde_json::from_str::<IgnoredAny>(text).map_err(ErrorKind::ParseError)?;
             Ok(Body::Other)
         }
     }
 }
 
-fn classify(bytes: &[u8], error: serde_json::Error) -> ErrorKind {
-    if serde_json::from_slice::<IgnoredAny>(bytes).is_ok() {
+/// `bytes` as text: JSON is UTF-8, so anything else is a parse error (-32700), wherever in the
+/// message the bad byte sits (serde_json does not check the strings it skips).
+fn utf8(bytes: &[u8]) -> Result<&str, ErrorKind> {
+    std::str::from_utf8(bytes).map_err(|error| {
+        ErrorKind::ParseError(serde::de::Error::custom(format_args!(
+            "invalid UTF-8 at byte {}",
+            error.valid_up_to()
+        )))
+    })
+}
+
+fn classify(text: &str, error: serde_json::Error) -> ErrorKind {
+    if serde_json::from_str::<IgnoredAny>(text).is_ok() {
         ErrorKind::InvalidMessage(error)
     } else {
         ErrorKind::ParseError(error)
@@ -335,6 +371,56 @@ mod tests {
                 "{ambiguous:?}"
             );
         }
+    }
+
+    #[test]
+    fn nested_batches_are_invalid_however_deep() {
+        for depth in [2, 1_500, 100_000] {
+            let body = format!(
+                "{}{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}}{}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            let error = parse_body(body.as_bytes()).unwrap_err();
+            assert!(matches!(error, ErrorKind::InvalidMessage(_)), "{depth}");
+            // Unbalanced nesting is not JSON at all.
+            let error = parse_body(&body.as_bytes()[..body.len() - 1]).unwrap_err();
+            assert!(matches!(error, ErrorKind::ParseError(_)), "{depth}");
+        }
+        // An array is never read as a message object, not even a one-element one.
+        assert!(matches!(
+            Message::parse(b"[1]"),
+            Err(ErrorKind::InvalidMessage(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_parse_error_wherever_it_sits() {
+        for body in [
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":\"\xff\"}"[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"a\":\"\xc3\"}}",
+            b"[{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"\xfe\":1}]",
+        ] {
+            assert!(
+                matches!(parse_body(body), Err(ErrorKind::ParseError(_))),
+                "{body:?}"
+            );
+            assert!(matches!(
+                Message::parse(body),
+                Err(ErrorKind::ParseError(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn json_rpc_2_0_is_recognised() {
+        let is_rpc = |body: &[u8]| Message::parse(body).unwrap().is_json_rpc();
+        assert!(is_rpc(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        assert!(is_rpc(br#"{"jsonrpc":"2.0","method":"n"}"#));
+        assert!(!is_rpc(br#"{"a":1}"#));
+        assert!(!is_rpc(br#"{"id":1,"result":{}}"#));
+        assert!(!is_rpc(br#"{"jsonrpc":"1.0","id":1,"result":{}}"#));
+        assert!(!is_rpc(br#"{"jsonrpc":"2.0","id":1}"#));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::future::AbortHandle;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use url::Url;
 
 use super::StdioConfig;
@@ -63,6 +63,14 @@ pub(crate) struct ClientNotice {
 /// A transport failure talking to `target`, classified.
 fn transport(error: reqwest::Error, target: &UpstreamTarget) -> ErrorKind {
     ErrorKind::from_transport(error, redacted_url(&target.url))
+}
+
+/// The upstream took longer than its timeout.
+fn timed_out(target: &UpstreamTarget) -> ErrorKind {
+    ErrorKind::Timeout {
+        url: redacted_url(&target.url),
+        source: None,
+    }
 }
 
 /// What the gate made of a `tools/call`.
@@ -158,6 +166,12 @@ pub(crate) struct Bridge {
     /// waits for it, so a client that pipelines (or a script piping lines in) does not race
     /// its own handshake. Readers take it only momentarily.
     initializing: Arc<tokio::sync::RwLock<()>>,
+    /// One per request the bridge may hold at once; the stdin reader waits for one before it
+    /// starts a request, which is the backpressure on a client that pipelines.
+    request_slots: Arc<Semaphore>,
+    /// One per request that may be talking to the upstream at once: each holds a pooled
+    /// connection until its answer ends, so this bounds the upstream connections.
+    upstream_slots: Semaphore,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -180,7 +194,6 @@ impl Bridge {
         out: mpsc::Sender<Vec<u8>>,
     ) -> Self {
         Self {
-            config,
             http,
             upstream_rx: keeper.upstream(),
             events: Arc::clone(keeper.events()),
@@ -191,6 +204,9 @@ impl Bridge {
             in_flight: Mutex::new(HashMap::new()),
             request_done: tokio::sync::Notify::new(),
             initializing: Arc::new(tokio::sync::RwLock::new(())),
+            request_slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            upstream_slots: Semaphore::new(config.max_upstream_requests.max(1)),
+            config,
         }
     }
 
@@ -208,6 +224,12 @@ impl Bridge {
     }
 
     // === in-flight bookkeeping ===
+
+    /// Waits for room for one more request (never closed: the semaphore lives as long as the
+    /// bridge).
+    pub(crate) async fn request_slot(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.request_slots).acquire_owned().await.ok()
+    }
 
     pub(crate) fn track(&self, key: String, seq: u64, handle: AbortHandle) {
         lock(&self.in_flight).insert(key, (seq, handle));
@@ -447,6 +469,8 @@ impl Bridge {
         review: Option<&Call>,
     ) -> Result<StatusCode, ErrorKind> {
         let is_initialize = request.method == "initialize";
+        // Held until the answer has been relayed: the connection is busy until then.
+        let _upstream_slot = self.upstream_slots.acquire().await;
         let mut retried = false;
         loop {
             let snapshot = self.snapshot(target);
@@ -459,10 +483,7 @@ impl Bridge {
                 continue;
             }
             let builder = self.request_builder(target, request, &snapshot);
-            let response = builder
-                .send()
-                .await
-                .map_err(|error| transport(error, target))?;
+            let response = self.send(builder, target).await?;
             let status = response.status();
             if status.is_success() {
                 if is_initialize {
@@ -481,7 +502,7 @@ impl Bridge {
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 return Err(ErrorKind::CredentialsRefused { status });
             }
-            let body = read_bounded(response, MAX_ERROR_BODY).await;
+            let body = read_bounded(response, MAX_ERROR_BODY, self.body_idle()).await;
             if !is_initialize && !retried && session_lost(status, &body, snapshot.id.is_some()) {
                 retried = true;
                 tracing::info!(%status, "the upstream forgot the MCP session; re-initialising");
@@ -525,7 +546,10 @@ impl Bridge {
             let relayed = if is_sse(&response) {
                 self.relay_stream(response, Some(awaited)).await?
             } else {
-                let body = read_bounded(response, self.config.max_message_bytes + 1).await;
+                let limit = self.config.max_message_bytes + 1;
+                let body = read_body(response, limit, self.body_idle())
+                    .await
+                    .map_err(|BodyStalled| timed_out(target))?;
                 if body.len() > self.config.max_message_bytes {
                     return Err(ErrorKind::AnswerTooLarge {
                         limit: self.config.max_message_bytes,
@@ -556,13 +580,11 @@ impl Bridge {
             tokio::time::sleep(retry.unwrap_or(self.config.default_reconnect_delay)).await;
             let snapshot = self.snapshot(target);
             let resumed = with_session_headers(self.get_builder(target), &snapshot, None)
-                .header("last-event-id", last_event_id)
-                .send()
-                .await
-                .map_err(|error| transport(error, target))?;
+                .header("last-event-id", last_event_id);
+            let resumed = self.send(resumed, target).await?;
             if !resumed.status().is_success() {
                 let status = resumed.status();
-                let body = read_bounded(resumed, MAX_ERROR_BODY).await;
+                let body = read_bounded(resumed, MAX_ERROR_BODY, self.body_idle()).await;
                 tracing::warn!(%status, "resuming the answer stream failed");
                 return Err(ErrorKind::Status { status, body });
             }
@@ -620,7 +642,8 @@ impl Bridge {
         })
     }
 
-    /// Writes one upstream message to stdout; returns whether it was the answer to `awaited`.
+    /// Writes one upstream message (or each message of a batch) to stdout; returns whether the
+    /// answer to `awaited` was among them.
     async fn relay_message(
         &self,
         data: &[u8],
@@ -630,25 +653,40 @@ impl Bridge {
         if data.is_empty() {
             return Ok(false); // a priming event
         }
-        if data.first() == Some(&b'[') {
-            // A batch answer (2025-03-26): its elements are ordinary messages.
-            let Ok(elements) = serde_json::from_slice::<Vec<&RawValue>>(data) else {
-                tracing::warn!("dropping an upstream batch that is not valid JSON");
-                return Ok(false);
-            };
-            let mut answered = false;
-            for element in elements {
-                answered |= Box::pin(self.relay_message(element.get().as_bytes(), awaited)).await?;
-            }
-            return Ok(answered);
+        if data.first() != Some(&b'[') {
+            return self.relay_one(data, awaited).await;
         }
-        let Ok(view) = Message::parse(data) else {
-            // Writing it would break the client's framing; stdout carries only JSON-RPC.
-            tracing::warn!(
-                bytes = data.len(),
-                "dropping an upstream message that is not a JSON object"
-            );
+        // A batch answer (2025-03-26): its elements are ordinary messages. Batches do not nest,
+        // so an element that is an array is dropped like any other non-message, never
+        // recursed into.
+        let Ok(elements) = serde_json::from_slice::<Vec<&RawValue>>(data) else {
+            tracing::warn!("dropping an upstream batch that is not valid JSON");
             return Ok(false);
+        };
+        let mut answered = false;
+        for element in elements {
+            answered |= self.relay_one(element.get().as_bytes(), awaited).await?;
+        }
+        Ok(answered)
+    }
+
+    /// Writes one upstream message to stdout; returns whether it was the answer to `awaited`.
+    async fn relay_one(
+        &self,
+        data: &[u8],
+        awaited: Option<Awaited<'_>>,
+    ) -> Result<bool, ErrorKind> {
+        let view = match Message::parse(data) {
+            Ok(view) if view.is_json_rpc() => view,
+            // Writing it would break the client's framing or feed it something that is not
+            // MCP; stdout carries only JSON-RPC 2.0 messages.
+            _ => {
+                tracing::warn!(
+                    bytes = data.len(),
+                    "dropping an upstream message that is not a JSON-RPC 2.0 message"
+                );
+                return Ok(false);
+            }
         };
         let answer_to = awaited.filter(|awaited| {
             view.is_response() && view.id.is_some_and(|id| same_id(id, awaited.id))
@@ -701,11 +739,12 @@ impl Bridge {
             let builder = self
                 .post_builder(&target, notice.line.clone(), notice.method.as_deref())
                 .header(header::ACCEPT, ACCEPT_POST);
-            let response = match with_session_headers(builder, &snapshot, None).send().await {
+            let builder = with_session_headers(builder, &snapshot, None);
+            let response = match self.send(builder, &target).await {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::warn!(kind, %error, "sending a client notification upstream failed");
-                    break transport(error, &target).http_status();
+                    break error.http_status();
                 }
             };
             let status = response.status();
@@ -718,14 +757,16 @@ impl Bridge {
                     // client's to read.
                     let _ = self.relay_stream(response, None).await;
                 } else {
-                    let body = read_bounded(response, self.config.max_message_bytes).await;
+                    let body =
+                        read_bounded(response, self.config.max_message_bytes, self.body_idle())
+                            .await;
                     if !body.trim_ascii().is_empty() {
                         let _ = self.relay_message(&body, None).await;
                     }
                 }
                 break status;
             }
-            let body = read_bounded(response, MAX_ERROR_BODY).await;
+            let body = read_bounded(response, MAX_ERROR_BODY, self.body_idle()).await;
             if !retried && session_lost(status, &body, snapshot.id.is_some()) {
                 retried = true;
                 if self
@@ -794,19 +835,18 @@ impl Bridge {
         let Some(initialize) = initialize else {
             return Err(ErrorKind::SessionLost);
         };
-        let response = self
+        let builder = self
             .post_builder(target, initialize.clone(), Some("initialize"))
-            .header(header::ACCEPT, ACCEPT_POST)
-            .send()
-            .await
-            .map_err(|error| transport(error, target))?;
+            .header(header::ACCEPT, ACCEPT_POST);
+        let response = self.send(builder, target).await?;
         let status = response.status();
         if !status.is_success() {
-            let body = read_bounded(response, MAX_ERROR_BODY).await;
+            let body = read_bounded(response, MAX_ERROR_BODY, self.body_idle()).await;
             return Err(ErrorKind::Status { status, body });
         }
         let new_id = session_id_of(&response);
-        let version = initialize_version(response, self.config.max_message_bytes).await;
+        let version =
+            initialize_version(response, self.config.max_message_bytes, self.body_idle()).await;
         let snapshot = {
             let mut session = lock(&self.session);
             if let Some(listener) = session.listener.take() {
@@ -829,10 +869,10 @@ impl Bridge {
             let builder = self
                 .post_builder(target, initialized, Some("notifications/initialized"))
                 .header(header::ACCEPT, ACCEPT_POST);
-            match with_session_headers(builder, &snapshot, None).send().await {
-                Ok(response) => drop(read_bounded(response, MAX_ERROR_BODY).await),
-                Err(error) => return Err(transport(error, target)),
-            }
+            let response = self
+                .send(with_session_headers(builder, &snapshot, None), target)
+                .await?;
+            drop(read_bounded(response, MAX_ERROR_BODY, self.body_idle()).await);
             let mut session = lock(&self.session);
             if session.generation == snapshot.generation {
                 self.open_listener(&mut session, target);
@@ -862,7 +902,7 @@ impl Bridge {
             if let Some(id) = &last_event_id {
                 builder = builder.header("last-event-id", id.as_str());
             }
-            match builder.send().await {
+            match self.send(builder, &target).await {
                 Ok(response) if response.status().is_success() && is_sse(&response) => {
                     failures = 0;
                     streamed = true;
@@ -875,7 +915,7 @@ impl Bridge {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let body = read_bounded(response, MAX_ERROR_BODY).await;
+                    let body = read_bounded(response, MAX_ERROR_BODY, self.body_idle()).await;
                     if streamed && session_lost(status, &body, snapshot.id.is_some()) {
                         // The upstream restarted or expired the session while the client may
                         // only be listening: restore it now rather than at the next request,
@@ -994,6 +1034,24 @@ impl Bridge {
 
     // === request builders ===
 
+    /// Sends one upstream request; its response head must come within
+    /// [`UpstreamTimeouts::response`](crate::upstream::UpstreamTimeouts::response).
+    async fn send(
+        &self,
+        builder: reqwest::RequestBuilder,
+        target: &UpstreamTarget,
+    ) -> Result<reqwest::Response, ErrorKind> {
+        match tokio::time::timeout(self.config.upstream_timeouts.response, builder.send()).await {
+            Ok(sent) => sent.map_err(|error| transport(error, target)),
+            Err(_) => Err(timed_out(target)),
+        }
+    }
+
+    /// Longest silence between two chunks of a non-SSE upstream body.
+    fn body_idle(&self) -> Duration {
+        self.config.upstream_timeouts.body_idle
+    }
+
     fn post_builder(
         &self,
         target: &UpstreamTarget,
@@ -1067,24 +1125,47 @@ fn session_lost(status: StatusCode, body: &[u8], sent_session: bool) -> bool {
                 .contains("session"))
 }
 
-/// Reads a body up to `limit` bytes (the rest is discarded); errors end it early.
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Bytes {
+/// The upstream went quiet for longer than `body_idle` in the middle of a body.
+struct BodyStalled;
+
+/// Reads a body up to `limit` bytes (the rest is discarded); errors end it early, and so does a
+/// silence longer than `idle` between two chunks (then `Err`).
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    idle: Duration,
+) -> Result<Bytes, BodyStalled> {
     let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
+    loop {
+        let chunk = match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None) | Err(_)) => break,
+            Err(_) => return Err(BodyStalled),
+        };
         let room = limit.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() >= limit {
             break;
         }
     }
-    Bytes::from(body)
+    Ok(Bytes::from(body))
+}
+
+/// [`read_body`] for bodies that only feed a log line or an error message: a stalled body
+/// counts as empty.
+async fn read_bounded(response: reqwest::Response, limit: usize, idle: Duration) -> Bytes {
+    read_body(response, limit, idle).await.unwrap_or_default()
 }
 
 /// The protocol version in a replayed `initialize` answer (JSON or SSE), which is consumed here
 /// and never shown to the client.
-async fn initialize_version(response: reqwest::Response, limit: usize) -> Option<String> {
+async fn initialize_version(
+    response: reqwest::Response,
+    limit: usize,
+    idle: Duration,
+) -> Option<String> {
     let sse = is_sse(&response);
-    let body = read_bounded(response, limit).await;
+    let body = read_bounded(response, limit, idle).await;
     let mut candidates = Vec::new();
     if sse {
         let mut parser = SseParser::new(limit);

@@ -68,6 +68,14 @@ pub struct StdioConfig {
     pub max_stream_resumptions: u32,
     /// How long the upstream may take to answer (the same bound as the HTTP face's).
     pub upstream_timeouts: UpstreamTimeouts,
+    /// Most client requests held at once (waiting for the gate, the upstream or their answer).
+    /// When reached, stdin is not read until one finishes: a client pipelining thousands of
+    /// requests is slowed down, never buffered without bound, and nothing is dropped.
+    pub max_in_flight: usize,
+    /// Most requests talking to the upstream at once. Each holds one pooled connection while
+    /// its answer streams, so this bounds the upstream connections (and file descriptors)
+    /// whatever the client sends.
+    pub max_upstream_requests: usize,
 }
 
 impl Default for StdioConfig {
@@ -82,6 +90,8 @@ impl Default for StdioConfig {
             default_reconnect_delay: Duration::from_secs(1),
             max_stream_resumptions: 5,
             upstream_timeouts: UpstreamTimeouts::default(),
+            max_in_flight: 256,
+            max_upstream_requests: 32,
         }
     }
 }
@@ -268,7 +278,7 @@ async fn route(
     next_seq: &mut u64,
 ) {
     match (view.method(), view.id) {
-        (Some(_), Some(_)) => start_request(bridge, line, view, next_seq),
+        (Some(_), Some(_)) => start_request(bridge, line, view, next_seq).await,
         (Some(method), None) => {
             let params = view.params();
             if method == "notifications/cancelled"
@@ -310,11 +320,15 @@ async fn route(
     }
 }
 
-/// Starts the task answering one request.
-fn start_request(bridge: &Arc<Bridge>, line: &Bytes, view: &Message<'_>, next_seq: &mut u64) {
+/// Starts the task answering one request, once there is room for it (until then stdin is not
+/// read further).
+async fn start_request(bridge: &Arc<Bridge>, line: &Bytes, view: &Message<'_>, next_seq: &mut u64) {
     let (Some(method), Some(id)) = (view.method(), view.id) else {
         return;
     };
+    // Before `begin_initialize`: an `initialize` holding the handshake lock while waiting for
+    // a slot held by requests waiting for that handshake would never get one.
+    let slot = bridge.request_slot().await;
     let params = view.params();
     let request = ClientRequest {
         id: id.to_owned(),
@@ -334,11 +348,12 @@ fn start_request(bridge: &Arc<Bridge>, line: &Bytes, view: &Message<'_>, next_se
     } else {
         None
     };
-    let (task, abort) = futures_util::future::abortable(Arc::clone(bridge).handle_request(
-        request,
-        seq,
-        initialize_guard,
-    ));
+    let work = Arc::clone(bridge).handle_request(request, seq, initialize_guard);
+    let (task, abort) = futures_util::future::abortable(async move {
+        // Released when the request ends, however it ends (an abort drops it too).
+        let _slot = slot;
+        work.await;
+    });
     bridge.track(key, seq, abort);
     tokio::spawn(task);
 }

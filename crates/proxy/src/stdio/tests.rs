@@ -65,6 +65,13 @@ struct Fake {
     get_drops: std::sync::atomic::AtomicBool,
     /// Answers waiting to be resumed, by last event id.
     resumable: Mutex<HashMap<String, Value>>,
+    /// Connections accepted so far.
+    accepted: std::sync::atomic::AtomicUsize,
+    /// `park` calls being held now, and the most ever held at once.
+    parked_now: std::sync::atomic::AtomicUsize,
+    parked_peak: std::sync::atomic::AtomicUsize,
+    /// Where each held `park` call's release goes (the test answers them one by one).
+    parked: Mutex<Option<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
 }
 
 fn sse_frame(id: Option<&str>, data: &Value) -> Bytes {
@@ -111,6 +118,9 @@ impl Fake {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                server
+                    .accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let fake = Arc::clone(&server);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -347,6 +357,35 @@ impl Fake {
                 let _ = tx.try_send(Ok(Frame::data(sse_frame(Some("h-1"), &answer))));
                 response
             }
+            ("tools/call", "park") => self.park(id).await,
+            ("tools/call", "not-rpc") => {
+                // Things that are not JSON-RPC 2.0 (and a batch nested 100,000 deep) around the
+                // real answer: only the answer may reach the client.
+                let (response, tx) = sse_response(None);
+                let nested = format!("{}{{}}{}", "[".repeat(100_000), "]".repeat(100_000));
+                for junk in [
+                    r#"{"a":1}"#.to_owned(),
+                    format!(
+                        r#"{{"id":{id},"result":{{"no":"jsonrpc"}}}}"#,
+                        id = id.clone().unwrap()
+                    ),
+                    r#"{"jsonrpc":"1.0","method":"notifications/message"}"#.to_owned(),
+                    r#"{"jsonrpc":"2.0"}"#.to_owned(),
+                    "[[{\"jsonrpc\":\"2.0\",\"method\":\"nested\"}]]".to_owned(),
+                    nested,
+                ] {
+                    let frame = format!("event: message\ndata: {junk}\n\n");
+                    let _ = tx.send(Ok(Frame::data(Bytes::from(frame)))).await;
+                }
+                let answer = json!({"jsonrpc":"2.0","id":id,"result":{"content":[]}});
+                let _ = tx.send(Ok(Frame::data(sse_frame(None, &answer)))).await;
+                response
+            }
+            ("tools/call", "not-rpc-json") => full(
+                StatusCode::OK,
+                Some("application/json"),
+                json!({"id":id,"result":{"content":[]}}).to_string(),
+            ),
             ("tools/call", "deny") => full(
                 StatusCode::UNAUTHORIZED,
                 Some("application/json"),
@@ -366,6 +405,26 @@ impl Fake {
                 json!({"jsonrpc":"2.0","id":id,"result":{"method":method}}).to_string(),
             ),
         }
+    }
+}
+
+impl Fake {
+    /// Holds a `park` call until the test releases it, tracking how many are held at once.
+    async fn park(&self, id: Option<Value>) -> Response<Body> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.parked_now.fetch_add(1, SeqCst) + 1;
+        self.parked_peak.fetch_max(now, SeqCst);
+        let (release, released) = oneshot::channel();
+        if let Some(parked) = self.parked.lock().unwrap().as_ref() {
+            let _ = parked.send(release);
+        }
+        let _ = released.await;
+        self.parked_now.fetch_sub(1, SeqCst);
+        full(
+            StatusCode::OK,
+            Some("application/json"),
+            json!({"jsonrpc":"2.0","id":id,"result":{"parked":true}}).to_string(),
+        )
     }
 }
 
@@ -1312,3 +1371,5 @@ async fn local_answers_echo_ids_byte_for_byte() {
     }
     h.close().await.unwrap();
 }
+
+mod abuse;
