@@ -193,7 +193,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), (&'static str, String)> {
         }
         AuthMode::Jwt => validate_jwt(&config.auth.jwt)?,
     }
-    if config.auth.mode.is_multi_user() && config.upstream.is_some() {
+    if config.auth.mode.is_multi_user() && config.upstream.url.is_some() {
         return Err((
             "auth.mode",
             "multi-user modes need Composio mode (no upstream)".to_owned(),

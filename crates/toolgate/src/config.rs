@@ -27,8 +27,10 @@ use toolgate_proxy::stdio::StdioConfig;
 use toolgate_proxy::upstream::UpstreamTarget;
 
 mod limits;
+mod upstream;
 
 pub(crate) use limits::LimitsSection;
+pub(crate) use upstream::UpstreamSection;
 
 /// The file read when `--config` is not given, if it exists in the working directory.
 pub(crate) const DEFAULT_CONFIG_FILE: &str = "toolgate.toml";
@@ -76,8 +78,9 @@ pub(crate) struct Config {
     /// Bearer token every inbound request must carry; required to listen beyond loopback.
     #[serde(serialize_with = "redact_option")]
     pub(crate) token: Option<SecretString>,
-    /// Generic mode: forward to this MCP URL instead of a Composio session (gate always open).
-    pub(crate) upstream: Option<String>,
+    /// Generic mode's MCP URL (`upstream.url`, or the `upstream = "URL"` shorthand) and the
+    /// upstream timeouts of both modes.
+    pub(crate) upstream: UpstreamSection,
     /// Generic mode: headers added to every upstream request, `Name: value`; `${VAR}` expands
     /// from the environment. Treated as secrets when printed.
     #[serde(
@@ -246,7 +249,7 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             token: None,
-            upstream: None,
+            upstream: UpstreamSection::default(),
             headers: Vec::new(),
             header_file: None,
             allow_http: false,
@@ -393,7 +396,6 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("allowed_hosts", "allowed_hosts"),
     ("allowed_origins", "allowed_origins"),
     ("token", "token"),
-    ("upstream", "upstream"),
     ("headers", "headers"),
     ("header_file", "header_file"),
     ("allow_http", "allow_http"),
@@ -444,7 +446,7 @@ struct FlagOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    upstream: Option<String>,
+    upstream: Option<BTreeMap<&'static str, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     headers: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -495,7 +497,10 @@ impl Flags<'_> {
             listen: args.listen.clone(),
             path: http.mcp_path.clone(),
             token,
-            upstream: args.upstream.clone(),
+            upstream: args
+                .upstream
+                .as_ref()
+                .map(|url| BTreeMap::from([("url", url.clone())])),
             headers: (!args.headers.is_empty()).then(|| args.headers.clone()),
             header_file: args.header_file.clone(),
             allow_http: args.allow_http,
@@ -535,10 +540,10 @@ pub(crate) fn layered(flags: Flags<'_>, defaults: &Config) -> Result<Figment, Co
                     format!("{} does not exist or is not a file", path.display()),
                 ));
             }
-            figment = figment.merge(Toml::file_exact(path));
+            figment = figment.merge(upstream::Shorthand(Toml::file_exact(path)));
         }
         None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
-            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            figment = figment.merge(upstream::Shorthand(Toml::file_exact(DEFAULT_CONFIG_FILE)));
         }
         None => {}
     }
@@ -557,6 +562,7 @@ pub(crate) fn layered(flags: Flags<'_>, defaults: &Config) -> Result<Figment, Co
         ENV_KEYS
             .iter()
             .chain(limits::ENV_KEYS)
+            .chain(upstream::ENV_KEYS)
             .map(|(env, key)| (format!("TOOLGATE_{}", env.to_uppercase()), *key)),
     );
     Ok(figment
@@ -801,9 +807,9 @@ pub(crate) enum Mode {
 }
 
 impl Config {
-    /// Generic mode when `upstream` is set, else Composio mode.
+    /// Generic mode when `upstream.url` is set, else Composio mode.
     pub(crate) fn mode(&self) -> Mode {
-        if self.upstream.is_some() {
+        if self.upstream.url.is_some() {
             Mode::Generic
         } else {
             Mode::Composio
@@ -910,6 +916,7 @@ impl Config {
             ));
         }
         self.limits.validate(self.max_body_bytes)?;
+        self.upstream.validate()?;
         if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return Err(ConfigError::new(
                 "log.level",
@@ -1079,13 +1086,13 @@ impl Config {
     }
 
     fn validate_generic(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.upstream {
-            check_http_url("upstream", url)?;
+        if let Some(url) = &self.upstream.url {
+            check_http_url("upstream.url", url)?;
             let plain = url::Url::parse(url)
                 .is_ok_and(|url| url.scheme() == "http" && !is_loopback_url(&url));
             if plain && !self.allow_http {
                 return Err(ConfigError::new(
-                    "upstream",
+                    "upstream.url",
                     "plain http to a non-loopback host would send the headers unencrypted; use \
                      https, or set allow_http (--allow-http) to accept that",
                 ));
@@ -1149,6 +1156,7 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             wait: self.wait_mode(),
             connect_timeout: self.connect_timeout,
+            upstream_timeouts: self.upstream.timeouts(),
             drain_timeout: self.drain_timeout,
             ..ProxyConfig::default()
         }
@@ -1160,6 +1168,7 @@ impl Config {
         StdioConfig {
             wait: self.wait_mode(),
             connect_timeout: self.connect_timeout,
+            upstream_timeouts: self.upstream.timeouts(),
             // Session creation can take a few Composio round trips (with retries).
             upstream_wait: match self.mode() {
                 Mode::Composio => COMPOSIO_UPSTREAM_WAIT,
@@ -1184,11 +1193,11 @@ impl Config {
     /// `header_file` then `headers` (a later same-named header replaces an earlier one), with
     /// `${VAR}` expanded from the environment.
     pub(crate) fn generic_target(&self) -> Result<Option<UpstreamTarget>, ConfigError> {
-        let Some(upstream) = &self.upstream else {
+        let Some(upstream) = &self.upstream.url else {
             return Ok(None);
         };
         let url = url::Url::parse(upstream).map_err(|error| {
-            ConfigError::new("upstream", format!("{upstream:?} is not a URL: {error}"))
+            ConfigError::new("upstream.url", format!("{upstream:?} is not a URL: {error}"))
         })?;
         let lookup = |name: &str| std::env::var(name).ok();
         let mut headers = Vec::new();

@@ -430,8 +430,8 @@ pub(crate) fn start(
 
 /// The generic-mode upstream: the configured URL and headers (`${VAR}` expanded).
 fn generic_target(config: &Config) -> anyhow::Result<UpstreamTarget> {
-    let url = config.upstream.as_deref().unwrap_or_default();
-    let url = url::Url::parse(url).context("invalid configuration: `upstream`")?;
+    let url = config.upstream.url.as_deref().unwrap_or_default();
+    let url = url::Url::parse(url).context("invalid configuration: `upstream.url`")?;
     let lookup = |name: &str| std::env::var(name).ok();
     let mut headers = Vec::new();
     for line in &config.headers {

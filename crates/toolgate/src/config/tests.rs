@@ -2,6 +2,7 @@
 
 use super::*;
 use figment::Jail;
+use toolgate_proxy::upstream::UpstreamTimeouts;
 
 const KEY: &str = "sk_test_do_not_print_0123456789";
 
@@ -221,7 +222,7 @@ fn generic_mode_rules() {
                 upstream: Some("not a url".into()),
                 ..args()
             })),
-            "upstream"
+            "upstream.url"
         );
         jail.set_env("TOOLGATE_REQUIRE", "gmail");
         assert_eq!(key_of(load(&generic(vec![]))), "require");
@@ -319,7 +320,10 @@ fn example_file_documents_every_key() {
         },
         user_id: Some("u".into()),
         callback_url: Some("http://x".into()),
-        upstream: Some("http://x".into()),
+        upstream: UpstreamSection {
+            url: Some("http://x".into()),
+            ..UpstreamSection::default()
+        },
         session: SessionSection {
             id: Some("trs_x".into()),
             ..SessionSection::default()
@@ -467,7 +471,7 @@ fn plain_http_only_to_loopback_unless_allowed() {
             );
         }
         let error = load_generic(&generic_flags("http://mcp.example/mcp", &[]), &none).unwrap_err();
-        assert_eq!(error.key, "upstream");
+        assert_eq!(error.key, "upstream.url");
         assert!(error.message.contains("--allow-http"), "{error}");
         let mut allowed = generic_flags("http://mcp.example/mcp", &[]);
         allowed.allow_http = true;
@@ -475,7 +479,7 @@ fn plain_http_only_to_loopback_unless_allowed() {
         for bad in ["ftp://x/mcp", "not a url"] {
             assert_eq!(
                 key_of(load_generic(&generic_flags(bad, &[]), &none)),
-                "upstream"
+                "upstream.url"
             );
         }
         Ok(())
@@ -573,6 +577,72 @@ fn limits_layer_from_file_and_env_and_bad_values_name_their_key() {
         assert_eq!(key_of(load(&args())), "limits.max_buffered_body_bytes");
         jail.set_env("TOOLGATE_LIMITS_MAX_BUFFERED_BODY_BYTES", "lots");
         assert_eq!(key_of(load(&args())), "limits.max_buffered_body_bytes");
+        Ok(())
+    });
+}
+
+/// Every spelling of the upstream URL still works (the old string, the table, env, flag), and
+/// the timeouts layer on top of any of them without losing the URL.
+#[test]
+fn upstream_string_or_table_with_timeouts_from_any_layer() {
+    const URL: &str = "http://127.0.0.1:3001/mcp";
+    jail(|jail| {
+        let file = |jail: &mut Jail, text: &str| {
+            jail.create_file("toolgate.toml", text)
+                .map(drop)
+                .map_err(|e| ConfigError::new("jail", e.to_string()))
+        };
+        file(jail, &format!("upstream = \"{URL}\"\n"))?;
+        let config = load(&args())?;
+        assert_eq!(config.upstream.url.as_deref(), Some(URL));
+        assert_eq!(config.mode(), Mode::Generic);
+        assert_eq!(config.proxy_config().upstream_timeouts, UpstreamTimeouts::default());
+
+        // A string in the file plus a timeout from the environment: both kept.
+        jail.set_env("TOOLGATE_UPSTREAM_RESPONSE_TIMEOUT", "5s");
+        jail.set_env("TOOLGATE_UPSTREAM_IDLE_TIMEOUT", "250ms");
+        let config = load(&args())?;
+        assert_eq!(config.upstream.url.as_deref(), Some(URL));
+        let expected = UpstreamTimeouts {
+            response: Duration::from_secs(5),
+            body_idle: Duration::from_millis(250),
+        };
+        assert_eq!(config.proxy_config().upstream_timeouts, expected);
+        assert_eq!(config.stdio_config().upstream_timeouts, expected);
+
+        // The table form, with the environment's string overriding the file's URL.
+        file(
+            jail,
+            &format!("[upstream]\nurl = \"{URL}\"\nresponse_timeout = \"7s\"\n"),
+        )?;
+        jail.set_env("TOOLGATE_UPSTREAM_RESPONSE_TIMEOUT", "");
+        jail.set_env("TOOLGATE_UPSTREAM", "http://127.0.0.1:3002/mcp");
+        let config = load(&args())?;
+        assert_eq!(config.upstream.url.as_deref(), Some("http://127.0.0.1:3002/mcp"));
+        assert_eq!(config.upstream.response_timeout, Duration::from_secs(7));
+        assert_eq!(config.upstream.idle_timeout, Duration::from_millis(250));
+
+        // The flag beats both and keeps the file's timeout.
+        let config = load(&generic_flags("http://127.0.0.1:3003/mcp", &[]))?;
+        assert_eq!(config.upstream.url.as_deref(), Some("http://127.0.0.1:3003/mcp"));
+        assert_eq!(config.upstream.response_timeout, Duration::from_secs(7));
+
+        // Composio mode takes the timeouts too (no URL anywhere).
+        file(jail, "[upstream]\nresponse_timeout = \"9s\"\n")?;
+        jail.set_env("TOOLGATE_UPSTREAM", "");
+        jail.set_env("COMPOSIO_API_KEY", KEY);
+        jail.set_env("TOOLGATE_USER_ID", "u");
+        let config = load(&args())?;
+        assert_eq!(config.mode(), Mode::Composio);
+        assert_eq!(config.stdio_config().upstream_timeouts.response, Duration::from_secs(9));
+
+        jail.set_env("TOOLGATE_UPSTREAM_IDLE_TIMEOUT", "0s");
+        assert_eq!(key_of(load(&args())), "upstream.idle_timeout");
+        jail.set_env("TOOLGATE_UPSTREAM_IDLE_TIMEOUT", "soon");
+        assert_eq!(key_of(load(&args())), "upstream.idle_timeout");
+        file(jail, "[upstream]\nurl = \"http://x/mcp\"\nretries = 3\n")?;
+        jail.set_env("TOOLGATE_UPSTREAM_IDLE_TIMEOUT", "");
+        assert!(key_of(load(&args())).starts_with("upstream"));
         Ok(())
     });
 }
