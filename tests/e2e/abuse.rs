@@ -89,7 +89,15 @@ struct Gateway {
 
 impl Gateway {
     async fn start(nofile: Option<u32>, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let upstream = fake_upstream().await?;
+        Self::start_on(&fake_upstream().await?, nofile, envs).await
+    }
+
+    /// Like [`Gateway::start`], in front of the upstream at `upstream`.
+    async fn start_on(
+        upstream: &str,
+        nofile: Option<u32>,
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let bin = toolgate_tests::toolgate_bin()?;
         let mut command = match nofile {
             Some(limit) => {
@@ -100,7 +108,7 @@ impl Gateway {
             None => Command::new(bin),
         };
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream])
+            .args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
             .env_remove("TOOLGATE_TOKEN")
             .env("TOOLGATE_LOG_LEVEL", "info");
         for (name, value) in envs {
@@ -489,7 +497,7 @@ async fn abuse_a_trickled_body_gets_408() -> anyhow::Result<()> {
     tokio::time::timeout(HANG_GUARD, reader.read_exact(&mut head)).await??;
     trickle.abort();
     assert_eq!(&head, b"HTTP/1.1 408");
-    Ok(())
+    report("body trickled a byte at a time", &gateway)
 }
 
 #[tokio::test]
@@ -503,5 +511,186 @@ async fn abuse_a_half_closed_client_gets_its_answer() -> anyhow::Result<()> {
         .context("no answer after the half-close")?;
     assert_eq!(status_of(&head), Some(200), "{head}");
     assert_eq!(String::from_utf8_lossy(&body), JSON_ANSWER);
+    report("half-closed client", &gateway)
+}
+
+/// How a [`hostile_upstream`] treats each request it reads.
+#[derive(Clone, Copy)]
+enum Hostility {
+    /// Accepts and says nothing, ever.
+    NeverAnswers,
+    /// Sends a JSON answer's head and the start of its body, then nothing.
+    HeadThenSilence,
+    /// Starts an SSE answer (one whole progress event, half of the answer event), then resets
+    /// the connection, as a killed process would leave it.
+    DiesMidStream,
+}
+
+async fn hostile_upstream(hostility: Hostility) -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_message(&mut stream).await.is_none() {
+                    return;
+                }
+                let answer = match hostility {
+                    Hostility::NeverAnswers => String::new(),
+                    Hostility::HeadThenSilence => {
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                         Content-Length: 100\r\n\r\n{\"jsonrpc\":\"2.0\","
+                            .to_owned()
+                    }
+                    Hostility::DiesMidStream => {
+                        let progress = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\
+                             \"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n";
+                        let half = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":";
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{progress}\r\n{:x}\r\n{half}\r\n",
+                            progress.len(),
+                            half.len()
+                        )
+                    }
+                };
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                if let Hostility::DiesMidStream = hostility {
+                    // A zero linger resets at once (no blocking on drop).
+                    #[allow(deprecated)]
+                    let _ = stream.set_linger(Some(Duration::ZERO));
+                    return;
+                }
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    Ok(format!("http://{addr}/mcp"))
+}
+
+/// Reads an answer with a chunked body to its terminating chunk: the head and the decoded body.
+/// Fails if the connection ends before the body does (a cut, unterminated body).
+async fn read_chunked(stream: &mut TcpStream) -> anyhow::Result<(String, String)> {
+    let mut raw = Vec::new();
+    let mut chunk = [0_u8; 8192];
+    let read_all = async {
+        while !raw.ends_with(b"\r\n0\r\n\r\n") {
+            let read = stream.read(&mut chunk).await?;
+            if read == 0 {
+                bail!(
+                    "the body ended unterminated: {}",
+                    String::from_utf8_lossy(&raw)
+                );
+            }
+            raw.extend_from_slice(&chunk[..read]);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(HANG_GUARD, read_all).await??;
+    let text = String::from_utf8(raw)?;
+    let (head, mut rest) = text.split_once("\r\n\r\n").context("no head")?;
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").context("bad chunk")?;
+        let size = usize::from_str_radix(size, 16)?;
+        if size == 0 {
+            break;
+        }
+        body.push_str(after.get(..size).context("short chunk")?);
+        rest = after.get(size + 2..).context("short chunk")?;
+    }
+    Ok((head.to_owned(), body))
+}
+
+fn report(case: &str, gateway: &Gateway) -> anyhow::Result<()> {
+    let usage = gateway.usage()?;
+    eprintln!(
+        "abuse {case}: fds {}, VmHWM {} KiB",
+        usage.fds, usage.peak_rss_kib
+    );
     Ok(())
+}
+
+const CALL: &str =
+    r#"{"jsonrpc":"2.0","id":"c-7","method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+
+#[tokio::test]
+async fn abuse_a_never_answering_upstream_gets_the_caller_an_error_with_its_id()
+-> anyhow::Result<()> {
+    for (hostility, case) in [
+        (Hostility::NeverAnswers, "never-answering upstream"),
+        (Hostility::HeadThenSilence, "upstream silent after its head"),
+    ] {
+        let upstream = hostile_upstream(hostility).await?;
+        let gateway = Gateway::start_on(
+            &upstream,
+            None,
+            &[
+                ("TOOLGATE_UPSTREAM_RESPONSE_TIMEOUT", "500ms"),
+                ("TOOLGATE_UPSTREAM_IDLE_TIMEOUT", "500ms"),
+            ],
+        )
+        .await?;
+        let mut stream = TcpStream::connect(gateway.addr).await?;
+        stream.write_all(mcp_post(CALL).as_bytes()).await?;
+        let (head, body) = tokio::time::timeout(HANG_GUARD, read_message(&mut stream))
+            .await?
+            .context("no answer")?;
+        assert_eq!(status_of(&head), Some(504), "{case}: {head}");
+        let body: serde_json::Value = serde_json::from_slice(&body)?;
+        assert_eq!(body["id"], "c-7", "{case}: {body}");
+        assert!(body["error"]["message"].is_string(), "{case}: {body}");
+        gateway.alive()?;
+        report(case, &gateway)?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn abuse_an_upstream_killed_mid_stream_ends_the_clients_stream_with_an_error_event()
+-> anyhow::Result<()> {
+    let upstream = hostile_upstream(Hostility::DiesMidStream).await?;
+    let gateway = Gateway::start_on(&upstream, None, &[]).await?;
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(gateway.addr).await?;
+        stream.write_all(mcp_post(CALL).as_bytes()).await?;
+        let (head, body) = read_chunked(&mut stream).await?;
+        assert_eq!(status_of(&head), Some(200), "{head}");
+        let events: Vec<serde_json::Value> = body
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("event: message\ndata: "))
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(events.len(), 2, "{body}");
+        assert_eq!(events[0]["method"], "notifications/progress", "{body}");
+        assert_eq!(events[1]["id"], "c-7", "{body}");
+        assert!(events[1]["error"]["code"].is_i64(), "{body}");
+    }
+    gateway.alive()?;
+    report("upstream killed mid-stream (20 calls)", &gateway)
+}
+
+#[tokio::test]
+async fn abuse_json_nested_100k_deep_gets_an_answer() -> anyhow::Result<()> {
+    let gateway = Gateway::start(None, &[]).await?;
+    for nested in [
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{}1{}}}",
+            "{\"a\":".repeat(100_000),
+            "}".repeat(100_000)
+        ),
+    ] {
+        let status = gateway.post(&nested).await?;
+        assert!((400..500).contains(&status) || status == 200, "{status}");
+        gateway.alive()?;
+    }
+    assert_eq!(
+        gateway.post(PING).await?,
+        200,
+        "a normal client is still served"
+    );
+    report("JSON nested 100k deep", &gateway)
 }

@@ -55,6 +55,7 @@ use crate::upstream::{
     mark_unbuffered_if_sse, redacted_url,
 };
 
+mod relay;
 mod review;
 
 /// The error type of [`ProxyBody`].
@@ -268,7 +269,10 @@ impl Gateway {
             RpcBody::Batch(elements) => self.post_batch(&parts, &bytes, &elements).await,
             RpcBody::Other => {
                 let response = match self.inner.keeper.ready_now() {
-                    Ok(_) => self.forward(&parts, Some(bytes.clone()), None).await,
+                    Ok(_) => {
+                        self.forward(&parts, Some(bytes.clone()), None, Vec::new())
+                            .await
+                    }
                     Err(kind) => error_response(&McpError::new(None, kind)),
                 };
                 Outcome {
@@ -327,7 +331,10 @@ impl Gateway {
             return error_response(&McpError::new(view.id, kind));
         }
         if !view.is_tools_call() {
-            let response = self.forward(parts, Some(bytes.clone()), view.id).await;
+            let pending = awaited([view]);
+            let response = self
+                .forward(parts, Some(bytes.clone()), view.id, pending)
+                .await;
             if view.method() == Some("initialize")
                 && response.status().is_success()
                 && view.params().declares_url_elicitation()
@@ -371,10 +378,16 @@ impl Gateway {
                 headers: &parts.headers,
             },
         );
+        let pending = awaited([view]);
         match review {
-            None => self.forward(parts, Some(bytes.clone()), view.id).await,
+            None => {
+                self.forward(parts, Some(bytes.clone()), view.id, pending)
+                    .await
+            }
             Some(call) => {
-                let response = self.forward(parts, Some(bytes.clone()), view.id).await;
+                let response = self
+                    .forward(parts, Some(bytes.clone()), view.id, pending)
+                    .await;
                 review::reviewed(&self.inner.keeper, call, response).await
             }
         }
@@ -423,7 +436,11 @@ impl Gateway {
                     },
                 );
                 match verdict {
-                    BatchVerdict::Forward => self.forward(parts, Some(bytes.clone()), None).await,
+                    BatchVerdict::Forward => {
+                        let pending = awaited(elements.iter().map(|(_, view)| view));
+                        self.forward(parts, Some(bytes.clone()), None, pending)
+                            .await
+                    }
                     BatchVerdict::Answer(answers) => json_ok(answers),
                     BatchVerdict::Fail(error) => error_response(&error),
                 }
@@ -444,19 +461,22 @@ impl Gateway {
         parts.method = request.method().clone();
         parts.uri = request.uri().clone();
         parts.headers = request.headers().clone();
-        self.forward(&parts, None, None).await
+        self.forward(&parts, None, None, Vec::new()).await
     }
 
     /// Sends the request upstream and turns the answer (or the failure) into the client's
-    /// response. `id` is the caller's JSON-RPC id, used in locally built error bodies.
+    /// response. `id` is the caller's JSON-RPC id, used in locally built error bodies;
+    /// `pending` are the ids the answer must cover (each gets an error if an SSE answer breaks
+    /// off first).
     async fn forward(
         &self,
         parts: &http::request::Parts,
         body: Option<Bytes>,
         id: Option<&RawValue>,
+        pending: Vec<Box<RawValue>>,
     ) -> Response<ProxyBody> {
         match self.send_upstream(parts, body).await {
-            Ok(upstream) => self.relay(upstream, id),
+            Ok(upstream) => self.relay(upstream, id, pending).await,
             Err(kind) => error_response(&McpError::new(id, kind)),
         }
     }
@@ -499,18 +519,35 @@ impl Gateway {
         kind
     }
 
-    /// The upstream's answer for the client: status, end-to-end headers and the body streamed
-    /// frame by frame; a 401/403 becomes a 502 the client will not try to authenticate against.
-    fn relay(&self, upstream: reqwest::Response, id: Option<&RawValue>) -> Response<ProxyBody> {
+    /// The upstream's answer for the client: status, end-to-end headers and the body (an SSE
+    /// stream event by event, anything else held until complete: see [`relay`]); a 401/403
+    /// becomes a 502 the client will not try to authenticate against.
+    async fn relay(
+        &self,
+        upstream: reqwest::Response,
+        id: Option<&RawValue>,
+        pending: Vec<Box<RawValue>>,
+    ) -> Response<ProxyBody> {
         let status = upstream.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             tracing::warn!(%status, "the upstream MCP server refused toolgate's credentials");
             self.inner.events.upstream_credentials_refused(status);
             return error_response(&McpError::new(id, ErrorKind::CredentialsRefused { status }));
         }
+        let url = redacted_url(upstream.url());
         let upstream: http::Response<reqwest::Body> = upstream.into();
         let (upstream_parts, upstream_body) = upstream.into_parts();
-        let mut response = Response::new(upstream_body.map_err(BoxError::from).boxed_unsync());
+        let body = upstream_body.map_err(BoxError::from).boxed_unsync();
+        let body = if content_type_is(&upstream_parts.headers, TEXT_EVENT_STREAM) {
+            relay::sse(body, pending, url)
+        } else {
+            let idle = self.inner.config.upstream_timeouts.body_idle;
+            match relay::hold(body, idle, &url).await {
+                Ok(body) => body,
+                Err(kind) => return error_response(&McpError::new(id, self.upstream_failed(kind))),
+            }
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = status;
         copy_response_headers(&upstream_parts.headers, response.headers_mut());
         mark_unbuffered_if_sse(response.headers_mut());
@@ -626,6 +663,15 @@ async fn splice(response: Response<ProxyBody>, id: &RawValue, sender: mpsc::Send
         .to_json()
     };
     let _ = sender.send(sse_message(&event)).await;
+}
+
+/// The ids of the requests among `messages` (notifications and responses get no answer).
+fn awaited<'a, 'b: 'a>(messages: impl IntoIterator<Item = &'a Message<'b>>) -> Vec<Box<RawValue>> {
+    messages
+        .into_iter()
+        .filter(|view| view.method().is_some())
+        .filter_map(|view| view.id.map(ToOwned::to_owned))
+        .collect()
 }
 
 /// Collects a response body up to `limit` bytes.

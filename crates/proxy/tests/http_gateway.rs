@@ -1060,3 +1060,189 @@ async fn blocked_and_local_answers_echo_ids_byte_for_byte() {
         .unwrap();
     assert!(text.contains(r#""id":1E2,"#), "{text}");
 }
+
+/// One step of a [`hostile`] upstream's answer.
+enum Step {
+    /// Write these bytes.
+    Write(String),
+    /// Wait until the test says go on.
+    Hold(tokio::sync::oneshot::Receiver<()>),
+    /// Say nothing more, keeping the connection open.
+    Silence,
+    /// Close with a TCP reset.
+    Reset,
+}
+
+/// One HTTP/1.1 chunk of a chunked body.
+fn chunked(data: &str) -> String {
+    format!("{:x}\r\n{data}\r\n", data.len())
+}
+
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+
+fn event(message: &Value) -> String {
+    format!("event: message\ndata: {message}\n\n")
+}
+
+/// A raw TCP upstream that reads one request and then plays `script` (a clean close at its
+/// end); the harness is pointed at it.
+async fn hostile(harness: &Harness, script: Vec<Step>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    harness
+        .upstream_tx
+        .send(Some(toolgate_proxy::upstream::UpstreamTarget::new(
+            url.parse().unwrap(),
+            http::HeaderMap::new(),
+        )))
+        .unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0_u8; 4096];
+        // The head, then as many body bytes as it declares.
+        loop {
+            let read = socket.read(&mut buffer).await.unwrap();
+            request.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&request).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .map_or(0, |value| value.trim().parse::<usize>().unwrap());
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        for step in script {
+            match step {
+                Step::Write(text) => socket.write_all(text.as_bytes()).await.unwrap(),
+                Step::Hold(go) => go.await.unwrap(),
+                Step::Silence => std::future::pending::<()>().await,
+                Step::Reset => {
+                    // A zero linger resets at once; it is the blocking of a non-zero one that
+                    // the deprecation warns about.
+                    #[allow(deprecated)]
+                    socket.set_linger(Some(Duration::ZERO)).unwrap();
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_json_answer_silent_past_the_idle_timeout_is_an_error_with_the_callers_id() {
+    let harness = Harness::start(HarnessOptions {
+        config: ProxyConfig {
+            upstream_timeouts: toolgate_proxy::upstream::UpstreamTimeouts {
+                response: Duration::from_secs(1000),
+                body_idle: Duration::from_secs(5),
+            },
+            ..ProxyConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 90\r\n\r\n";
+    hostile(
+        &harness,
+        vec![
+            Step::Write(format!("{head}{{\"jsonrpc\":\"2.0\",")),
+            Step::Silence,
+        ],
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let response = harness
+        .post(&call(json!("q-1"), "echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], "q-1", "{body}");
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    // The body idle bound fired, not the (much longer) response-head bound.
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(1000));
+    assert_eq!(harness.events.count(Recorded::Timeout), 1);
+}
+
+#[tokio::test]
+async fn an_sse_answer_cut_off_ends_cleanly_with_an_error_event_per_unanswered_id() {
+    for (cut, expected) in [(Step::Reset, "broke off"), (Step::Write(String::new()), "")] {
+        let harness = Harness::start(HarnessOptions::default()).await;
+        let answer = json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}});
+        hostile(
+            &harness,
+            vec![
+                Step::Write(format!("{SSE_HEAD}{}", chunked(&event(&answer)))),
+                // Half an event, then the connection ends without the last chunk.
+                Step::Write(chunked(
+                    "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"b\"",
+                )),
+                cut,
+            ],
+        )
+        .await;
+        let batch = format!("[{},{}]", call(json!(1), "echo"), call(json!("b"), "echo"));
+        let response = harness.post(&batch).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        // A complete (terminated) body: text() fails on a cut chunked body.
+        let text = response.text().await.unwrap();
+        let events: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("event: message\ndata: "))
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{text}");
+        assert_eq!(events[0], answer);
+        assert_eq!(events[1]["id"], "b", "{text}");
+        let message = events[1]["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message}");
+        assert!(
+            !text.contains("\"id\":\"b\"\n"),
+            "the half event is not relayed: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ready_frames_leave_as_one_and_a_lone_frame_leaves_at_once() {
+    let harness = Harness::start(HarnessOptions::default()).await;
+    let progress = json!({"jsonrpc":"2.0","method":"notifications/progress",
+        "params":{"progressToken":"p","progress":1}});
+    let answer = json!({"jsonrpc":"2.0","id":7,"result":{"content":[]}});
+    let (go, held) = tokio::sync::oneshot::channel();
+    hostile(
+        &harness,
+        vec![
+            Step::Write(format!("{SSE_HEAD}{}", chunked(&event(&progress)))),
+            Step::Hold(held),
+            // Three chunks in one write: already waiting together when the gateway reads.
+            Step::Write(format!(
+                "{}{}{}0\r\n\r\n",
+                chunked("event: message\n"),
+                chunked(&format!("data: {answer}\n")),
+                chunked("\n"),
+            )),
+        ],
+    )
+    .await;
+    let mut response = harness.post(&call(json!(7), "echo")).send().await.unwrap();
+    // The progress event arrives while the upstream holds the rest back.
+    assert_eq!(
+        chunk(&mut response).await.unwrap(),
+        event(&progress).as_bytes()
+    );
+    go.send(()).unwrap();
+    assert_eq!(
+        chunk(&mut response).await.unwrap(),
+        event(&answer).as_bytes()
+    );
+    assert!(chunk(&mut response).await.is_none());
+}

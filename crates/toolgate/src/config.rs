@@ -1197,7 +1197,10 @@ impl Config {
             return Ok(None);
         };
         let url = url::Url::parse(upstream).map_err(|error| {
-            ConfigError::new("upstream.url", format!("{upstream:?} is not a URL: {error}"))
+            ConfigError::new(
+                "upstream.url",
+                format!("{upstream:?} is not a URL: {error}"),
+            )
         })?;
         let lookup = |name: &str| std::env::var(name).ok();
         let mut headers = Vec::new();

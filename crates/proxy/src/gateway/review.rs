@@ -139,7 +139,7 @@ fn is_data_line(line: &[u8]) -> bool {
 }
 
 /// The event's data lines joined with `\n`, as an SSE client would see them.
-fn event_data(event: &[u8]) -> String {
+pub(super) fn event_data(event: &[u8]) -> String {
     let parts: Vec<String> = lines(event)
         .filter(|line| is_data_line(line))
         .map(|line| {
@@ -165,7 +165,7 @@ fn replace_data(event: &[u8], data: &[u8]) -> Bytes {
 
 /// The end (exclusive) of the first complete event in `buffer`: just after the empty line that
 /// ends it. Line ends are `\n`, `\r\n` or `\r`; a trailing `\r` waits for the next chunk.
-fn event_end(buffer: &[u8]) -> Option<usize> {
+pub(super) fn event_end(buffer: &[u8]) -> Option<usize> {
     let mut line_start = 0;
     let mut index = 0;
     while index < buffer.len() {

@@ -156,6 +156,13 @@ pub enum ErrorKind {
     /// The upstream ended its answer stream without answering and it could not be resumed.
     #[error("the upstream MCP server ended its response without answering this request")]
     NoAnswer,
+    /// The upstream's answer stream broke off (connection reset or cut) before this request
+    /// was answered.
+    #[error("the upstream MCP server at {url} broke off its answer before answering this request")]
+    StreamBroken {
+        /// The upstream URL, redacted.
+        url: String,
+    },
     /// The upstream's answer is larger than toolgate relays.
     #[error("the upstream's answer is larger than toolgate's limit of {limit} bytes")]
     AnswerTooLarge {
@@ -208,6 +215,7 @@ impl ErrorKind {
             | Self::CredentialsRefused { .. } => UNAVAILABLE,
             Self::Status { .. }
             | Self::NoAnswer
+            | Self::StreamBroken { .. }
             | Self::AnswerTooLarge { .. }
             | Self::SessionLost => INTERNAL_ERROR,
         }
@@ -237,6 +245,7 @@ impl ErrorKind {
             | Self::Transport { .. }
             | Self::CredentialsRefused { .. }
             | Self::NoAnswer
+            | Self::StreamBroken { .. }
             | Self::AnswerTooLarge { .. }
             | Self::SessionLost => StatusCode::BAD_GATEWAY,
         }
@@ -273,6 +282,7 @@ impl ErrorKind {
             Self::CredentialsRefused { .. } => "credentials_refused",
             Self::Status { .. } => "status",
             Self::NoAnswer => "no_answer",
+            Self::StreamBroken { .. } => "stream_broken",
             Self::AnswerTooLarge { .. } => "answer_too_large",
             Self::SessionLost => "session_lost",
             Self::ClientGone => "client_gone",

@@ -596,7 +596,10 @@ fn upstream_string_or_table_with_timeouts_from_any_layer() {
         let config = load(&args())?;
         assert_eq!(config.upstream.url.as_deref(), Some(URL));
         assert_eq!(config.mode(), Mode::Generic);
-        assert_eq!(config.proxy_config().upstream_timeouts, UpstreamTimeouts::default());
+        assert_eq!(
+            config.proxy_config().upstream_timeouts,
+            UpstreamTimeouts::default()
+        );
 
         // A string in the file plus a timeout from the environment: both kept.
         jail.set_env("TOOLGATE_UPSTREAM_RESPONSE_TIMEOUT", "5s");
@@ -618,13 +621,19 @@ fn upstream_string_or_table_with_timeouts_from_any_layer() {
         jail.set_env("TOOLGATE_UPSTREAM_RESPONSE_TIMEOUT", "");
         jail.set_env("TOOLGATE_UPSTREAM", "http://127.0.0.1:3002/mcp");
         let config = load(&args())?;
-        assert_eq!(config.upstream.url.as_deref(), Some("http://127.0.0.1:3002/mcp"));
+        assert_eq!(
+            config.upstream.url.as_deref(),
+            Some("http://127.0.0.1:3002/mcp")
+        );
         assert_eq!(config.upstream.response_timeout, Duration::from_secs(7));
         assert_eq!(config.upstream.idle_timeout, Duration::from_millis(250));
 
         // The flag beats both and keeps the file's timeout.
         let config = load(&generic_flags("http://127.0.0.1:3003/mcp", &[]))?;
-        assert_eq!(config.upstream.url.as_deref(), Some("http://127.0.0.1:3003/mcp"));
+        assert_eq!(
+            config.upstream.url.as_deref(),
+            Some("http://127.0.0.1:3003/mcp")
+        );
         assert_eq!(config.upstream.response_timeout, Duration::from_secs(7));
 
         // Composio mode takes the timeouts too (no URL anywhere).
@@ -634,7 +643,10 @@ fn upstream_string_or_table_with_timeouts_from_any_layer() {
         jail.set_env("TOOLGATE_USER_ID", "u");
         let config = load(&args())?;
         assert_eq!(config.mode(), Mode::Composio);
-        assert_eq!(config.stdio_config().upstream_timeouts.response, Duration::from_secs(9));
+        assert_eq!(
+            config.stdio_config().upstream_timeouts.response,
+            Duration::from_secs(9)
+        );
 
         jail.set_env("TOOLGATE_UPSTREAM_IDLE_TIMEOUT", "0s");
         assert_eq!(key_of(load(&args())), "upstream.idle_timeout");
