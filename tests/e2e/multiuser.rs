@@ -1,7 +1,9 @@
 //! Many users through one gateway, and replicas without sticky sessions, against the sandbox:
 //! `auth.mode = "tokens"` with alice and bob (own sessions, own links, own gates), sealed
 //! session ids that another user cannot use, 401 with a challenge, the tokens file reloaded;
-//! three single-user replicas sharing one `session_key` serving one session round-robin.
+//! three single-user replicas sharing one `session_key` serving one session round-robin;
+//! each user's own connections page, through the signed link in their blocked answer or their
+//! bearer token, and a disconnect that acts on that user only.
 
 use serde_json::json;
 use toolgate_tests::binary::{
@@ -150,6 +152,145 @@ async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
 
     let status = gateway.process.terminate().await?;
     assert!(status.success(), "{status}");
+    assert_no_key("stderr", &gateway.process.stderr());
+    Ok(())
+}
+
+/// The tokens-mode gateway of alice and bob, requiring gmail.
+async fn tokens_gateway(
+    sandbox: &toolgate_sandbox::Sandbox,
+    tokens: &std::path::Path,
+) -> anyhow::Result<Gateway> {
+    std::fs::write(tokens, format!("alice {ALICE}\nbob {BOB}\n"))?;
+    let mut env = composio_env(sandbox, "unused");
+    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
+    for (name, value) in [
+        ("TOOLGATE_AUTH_MODE", "tokens"),
+        (
+            "TOOLGATE_AUTH_TOKENS_FILE",
+            tokens.to_str().unwrap_or_default(),
+        ),
+        ("TOOLGATE_REQUIRE", "gmail"),
+        ("TOOLGATE_SESSION_KEY", SESSION_KEY),
+    ] {
+        env.push((name.into(), value.into()));
+    }
+    Gateway::start(&[], &env).await
+}
+
+/// The signed page link that ends a blocked answer.
+async fn page_link(client: &RawMcp) -> anyhow::Result<String> {
+    let answer = call_tool(client, 10, "SANDBOX_ECHO", json!({"message": "hi"})).await?;
+    let text = result_text(&answer);
+    let link = text
+        .split_whitespace()
+        .find(|word| word.starts_with("http") && word.contains("/connections?"))
+        .map(str::to_owned);
+    link.ok_or_else(|| anyhow::anyhow!("no page link in {text}"))
+}
+
+/// A page as the caller sees it: status, body, and the cookie it sets (if any).
+async fn page(
+    gateway: &Gateway,
+    url: &str,
+    header: Option<(&str, &str)>,
+) -> anyhow::Result<(u16, String, Option<String>)> {
+    let mut request = gateway.http.get(url);
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::to_owned);
+    Ok((status, response.text().await?, cookie))
+}
+
+/// Each user's blocked answer links to their own page, which opens without a login and shows
+/// only their toolkits; a tampered link is refused; a bearer token shows the caller's page;
+/// a disconnect (CSRF-checked) acts on that user only.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_user_has_their_own_connections_page() -> anyhow::Result<()> {
+    let sandbox = sandbox()?;
+    let dir = tempfile::tempdir()?;
+    let mut gateway = tokens_gateway(&sandbox, &dir.path().join("tokens")).await?;
+    let alice = initialized(client(&gateway, ALICE)).await?;
+    let bob = initialized(client(&gateway, BOB)).await?;
+    let alice_link = blocked_link(&alice).await?;
+    let bob_link = blocked_link(&bob).await?;
+    let alice_page = page_link(&alice).await?;
+    assert!(alice_page.starts_with(&format!("{}/connections?u=alice&", gateway.base)));
+
+    // The link opens alice's page without a login: a cookie, then the clean URL.
+    let (status, _, cookie) = page(&gateway, &alice_page, None).await?;
+    assert_eq!(status, 303);
+    let cookie = cookie.ok_or_else(|| anyhow::anyhow!("no cookie"))?;
+    let url = format!("{}/connections", gateway.base);
+    let (status, html, _) = page(&gateway, &url, Some(("cookie", &cookie))).await?;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&alice_link) && !html.contains(&bob_link),
+        "{html}"
+    );
+    let forged = alice_page.replacen("u=alice", "u=bob", 1);
+    let (status, html, cookie) = page(&gateway, &forged, None).await?;
+    assert_eq!((status, cookie), (403, None));
+    assert!(html.contains("Link not valid"), "{html}");
+    let (status, html, _) = page(&gateway, &url, None).await?;
+    assert_eq!(status, 401, "{html}");
+
+    // A bearer token shows the caller's own page.
+    let bearer = format!("Bearer {BOB}");
+    let (status, html, _) = page(&gateway, &url, Some(("authorization", &bearer))).await?;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&bob_link) && !html.contains(&alice_link),
+        "{html}"
+    );
+
+    // alice connects, then disconnects through her page; bob is untouched.
+    answer_link(&sandbox, &alice_link, "allow").await?;
+    passes(&alice).await?;
+    let bearer = format!("Bearer {ALICE}");
+    let confirm = format!("{}/connections/disconnect?toolkit=gmail", gateway.base);
+    let (status, form, _) = page(&gateway, &confirm, Some(("authorization", &bearer))).await?;
+    assert_eq!(status, 200, "{form}");
+    let csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    let post = |token: &str, csrf: &str| {
+        gateway
+            .http
+            .post(format!("{}/connections/disconnect", gateway.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("toolkit=gmail&csrf={csrf}"))
+            .send()
+    };
+    assert_eq!(
+        post(BOB, &csrf).await?.status(),
+        403,
+        "alice's form is not bob's"
+    );
+    assert_eq!(post(ALICE, &csrf).await?.status(), 303);
+    // Her calls are blocked again (with a link to connect anew).
+    blocked_link(&alice).await?;
+    let (_, html, _) = page(
+        &gateway,
+        &url,
+        Some(("authorization", &format!("Bearer {BOB}"))),
+    )
+    .await?;
+    assert!(html.contains(&bob_link), "bob's link is still live: {html}");
+
+    assert!(gateway.process.terminate().await?.success());
     assert_no_key("stderr", &gateway.process.stderr());
     Ok(())
 }

@@ -38,6 +38,10 @@ const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 /// Link lives; a user's wiring is recreated, with a fresh one, after idling out).
 const CALLBACK_LINK_TTL: u64 = 7 * 24 * 3600;
 
+/// How long the signed link to a user's connections page in a blocked answer stays valid, in
+/// seconds (the answer may be read a while after the call).
+const PAGE_LINK_TTL: u64 = 24 * 3600;
+
 /// How often the tokens file is checked for a change (besides SIGHUP).
 const TOKENS_POLL: Duration = Duration::from_secs(2);
 
@@ -448,6 +452,7 @@ impl Router for SingleRouter {
 struct UserEntry {
     routes: UserRoutes,
     tracker: Arc<TrackerSlot>,
+    status: watch::Receiver<crate::status::StatusView>,
     task: tokio::task::JoinHandle<Result<(), runtime::FatalError>>,
 }
 
@@ -520,17 +525,51 @@ impl PoolRouter {
         );
         config.callback_url = Some(format!("{base}{separator}{signed}"));
         let wiring = runtime::start(&config, self.metrics.clone(), config.require.clone())?;
-        let gateway = Gateway::new(
-            config.proxy_config(),
-            wiring.upstream_rx.clone(),
-            wiring.gate_rx.clone(),
-            wiring.events.clone(),
-        )?;
+        let proxy = config.proxy_config();
+        let keeper = wiring
+            .gatekeeper(proxy.wait)
+            .with_page_link(self.page_link(&base, user));
+        let gateway = Gateway::with_gatekeeper(proxy, keeper)?;
         Ok(UserEntry {
             routes: UserRoutes::new(&config, gateway, &wiring),
             tracker: wiring.actions,
+            status: wiring.status_rx,
             task: wiring.task,
         })
+    }
+
+    /// Makes `user`'s signed connections-page link, valid for [`PAGE_LINK_TTL`] from each
+    /// blocked answer: the page sits next to the callback (`…/callback` → `…/connections`).
+    fn page_link(
+        &self,
+        callback: &str,
+        user: &UserId,
+    ) -> toolgate_proxy::mcp::gatekeeper::PageLink {
+        let page = url::Url::parse(callback)
+            .and_then(|url| url.join("connections"))
+            .map_or_else(
+                |_| "/connections".to_owned(),
+                |mut url| {
+                    url.set_query(None);
+                    url.to_string()
+                },
+            );
+        let (signer, user) = (self.signer.clone(), user.as_str().to_owned());
+        Arc::new(move || {
+            let query = signer.query(Purpose::Page, &user, unix_now() + PAGE_LINK_TTL);
+            format!("{page}?{query}")
+        })
+    }
+
+    /// `user`'s entry, made on first use.
+    async fn entry(&self, user: &UserId) -> Result<Arc<UserEntry>, RouteError> {
+        let entry = self
+            .pool
+            .get_or_create(user.as_str(), || async { self.start_user(user) })
+            .await
+            .map_err(|error| RouteError(format!("{error:#}")))?;
+        self.metrics.set_active_users(self.pool.len());
+        Ok(entry)
     }
 }
 
@@ -540,53 +579,28 @@ impl Router for PoolRouter {
         user: &'a UserId,
         pinned: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Route, RouteError>> {
+        Box::pin(async move { Ok(self.entry(user).await?.routes.route(pinned)) })
+    }
+}
+
+impl crate::web::users::Scopes for PoolRouter {
+    fn scope<'a>(
+        &'a self,
+        user: &'a UserId,
+    ) -> BoxFuture<
+        'a,
+        Result<
+            (
+                watch::Receiver<crate::status::StatusView>,
+                Arc<dyn crate::web::Actions>,
+            ),
+            String,
+        >,
+    > {
         Box::pin(async move {
-            let entry = self
-                .pool
-                .get_or_create(user.as_str(), || async { self.start_user(user) })
-                .await
-                .map_err(|error| RouteError(format!("{error:#}")))?;
-            self.metrics.set_active_users(self.pool.len());
-            Ok(entry.routes.route(pinned))
-        })
-    }
-}
-
-/// The pages' tracker actions in multi-user mode: the callback names its user (signed), and
-/// only that user's tracker is hinted.
-struct PoolActions {
-    router: Arc<PoolRouter>,
-}
-
-impl crate::web::Actions for PoolActions {
-    fn hint(&self) {}
-
-    fn hint_for(&self, query: Option<&str>) -> bool {
-        let verified =
-            self.router
-                .signer
-                .verify(Purpose::Callback, query.unwrap_or_default(), unix_now());
-        match verified {
-            Ok(user) => {
-                if let Some(tracker) = self.router.pool.get(&user).and_then(|e| e.tracker.get()) {
-                    tracker.hint();
-                }
-                true
-            }
-            Err(error) => {
-                tracing::info!(%error, "callback refused");
-                false
-            }
-        }
-    }
-
-    fn disconnect(
-        &self,
-        _slug: String,
-        _account: Option<String>,
-    ) -> BoxFuture<'static, Result<(), String>> {
-        Box::pin(async {
-            Err("the connections page is not per user yet; disconnect in Composio".to_owned())
+            let entry = self.entry(user).await.map_err(|error| error.0)?;
+            let actions: Arc<dyn crate::web::Actions> = entry.tracker.clone();
+            Ok((entry.status.clone(), actions))
         })
     }
 }
@@ -613,9 +627,11 @@ async fn serve_multi_inner(
     let authenticator = Arc::new(authenticator(&config).await?);
     let keys = session_keys(&config)?;
     let router = Arc::new(PoolRouter::new(config.clone(), metrics.clone()));
-    let actions = Arc::new(PoolActions {
-        router: Arc::clone(&router),
-    });
+    let users = crate::web::users::UserPages {
+        authenticator: Arc::clone(&authenticator),
+        signer: router.signer.clone(),
+        scopes: router.clone(),
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(router.sweep_until(shutdown.clone()));
     if let (Authenticator::Tokens(store), Some(path)) = (&*authenticator, &config.auth.tokens_file)
@@ -635,7 +651,7 @@ async fn serve_multi_inner(
         router,
         keys,
     ));
-    let app = front_app(&config, front, actions, metrics, ready)?;
+    let app = front_app(&config, front, users, metrics, ready)?;
     let base_url = format!("http://{}", listening.addr);
     eprintln!(
         "toolgate: listening on {base_url} (composio mode, auth.mode = {}{}); MCP endpoint {base_url}{}",
@@ -665,7 +681,7 @@ async fn serve_multi_inner(
 fn front_app(
     config: &Config,
     front: Arc<toolgate_proxy::router::MultiUser>,
-    actions: Arc<PoolActions>,
+    users: crate::web::users::UserPages,
     metrics: Metrics,
     ready: bool,
 ) -> anyhow::Result<Arc<crate::web::App>> {
@@ -688,11 +704,13 @@ fn front_app(
     Ok(Arc::new(crate::web::App {
         access: toolgate_proxy::access::Access::new(&config.proxy_config()),
         status: status_rx,
-        actions,
+        // Every page request is resolved to a user and acts on their tracker (`users`).
+        actions: Arc::new(TrackerSlot::default()),
         metrics,
         csrf_token: crate::web::new_csrf_token(),
         gateway,
         callback_wait: crate::web::CALLBACK_CONFIRM_WAIT,
         multi: Some(front),
+        users: Some(users),
     }))
 }

@@ -33,6 +33,12 @@ pub struct BlockedAnswer {
 
 /// The human text of a blocked call: which toolkits are missing and where to connect them.
 pub fn blocked_text(pending: &[PendingToolkit]) -> String {
+    blocked_text_with_page(pending, None)
+}
+
+/// [`blocked_text`] ending with the user's connections page, when there is one (multi-user
+/// gateways hand each user a signed link to their own page).
+pub fn blocked_text_with_page(pending: &[PendingToolkit], page: Option<&str>) -> String {
     let mut text = String::from(
         "This tool call was blocked by toolgate: the user has not connected every toolkit this \
          gateway requires yet. Ask the user to open each link below, authorize access, and then \
@@ -46,6 +52,11 @@ pub fn blocked_text(pending: &[PendingToolkit]) -> String {
         text.push_str(&format!(
             "\n- {} ({}): {} - {link}",
             toolkit.name, toolkit.slug, toolkit.status
+        ));
+    }
+    if let Some(page) = page {
+        text.push_str(&format!(
+            "\n\nThe user's connections page (every toolkit's status, disconnect): {page}"
         ));
     }
     text
@@ -134,7 +145,18 @@ pub fn blocked_answer(
     url_elicitation: bool,
     protocol_version: Option<&str>,
 ) -> BlockedAnswer {
-    let text = blocked_text(pending);
+    blocked_answer_with_page(id, pending, None, url_elicitation, protocol_version)
+}
+
+/// [`blocked_answer`] whose text ends with the user's connections `page` when given.
+pub fn blocked_answer_with_page(
+    id: &RawValue,
+    pending: &[PendingToolkit],
+    page: Option<&str>,
+    url_elicitation: bool,
+    protocol_version: Option<&str>,
+) -> BlockedAnswer {
+    let text = blocked_text_with_page(pending, page);
     let linked: Vec<(&PendingToolkit, &str)> = pending
         .iter()
         .filter_map(|toolkit| Some((toolkit, toolkit.connect_url.as_deref()?)))
@@ -309,6 +331,27 @@ mod tests {
         let body: Value = serde_json::from_slice(&unlinked.bytes).unwrap();
         assert_eq!(body["result"]["isError"], true);
         assert!(unlinked.elicitations.is_empty());
+    }
+
+    #[test]
+    fn the_users_page_ends_the_blocked_text_in_both_forms() {
+        let pending = [toolkit("gmail", Some("https://c/ln_1"))];
+        let page = "https://gw.example/connections?u=alice&exp=9&sig=x";
+        for url_elicitation in [false, true] {
+            let answer =
+                blocked_answer_with_page(&raw("1"), &pending, Some(page), url_elicitation, None);
+            let body: Value = serde_json::from_slice(&answer.bytes).unwrap();
+            let text = if url_elicitation {
+                body["error"]["message"].as_str().unwrap().to_owned()
+            } else {
+                body["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            assert!(text.ends_with(&format!("disconnect): {page}")), "{text}");
+        }
+        assert!(!blocked_text(&pending).contains("connections page"));
     }
 
     #[test]

@@ -166,10 +166,15 @@ struct Outstanding {
     channel: Option<String>,
 }
 
+/// Makes the link to the caller's own connections page that ends a blocked answer (a fresh
+/// signed, expiring one each time; multi-user gateways only).
+pub type PageLink = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// The gate policy shared by every request of one face. Cheap to clone.
 #[derive(Clone)]
 pub struct Gatekeeper {
     inner: Arc<Inner>,
+    page_link: Option<PageLink>,
 }
 
 struct Inner {
@@ -209,7 +214,14 @@ impl Gatekeeper {
                 events,
                 outstanding: Mutex::new(VecDeque::new()),
             }),
+            page_link: None,
         }
+    }
+
+    /// This gatekeeper, its blocked answers ending with the link `page_link` makes.
+    pub fn with_page_link(mut self, page_link: PageLink) -> Self {
+        self.page_link = Some(page_link);
+        self
     }
 
     /// The events hook this gatekeeper reports to.
@@ -408,9 +420,11 @@ impl Gatekeeper {
             tool = call.tool().unwrap_or(""),
             "tools/call blocked by the gate"
         );
-        let answer = answer::blocked_answer(
+        let page = self.page_link.as_ref().map(|link| link());
+        let answer = answer::blocked_answer_with_page(
             call.id(),
             pending,
+            page.as_deref(),
             call.context.url_elicitation,
             call.context.protocol_version.as_deref(),
         );

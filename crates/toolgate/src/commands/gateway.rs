@@ -62,6 +62,7 @@ pub(crate) fn generic_app(
         gateway,
         callback_wait: web::CALLBACK_CONFIRM_WAIT,
         multi: None,
+        users: None,
     });
     Ok((
         app,
@@ -133,6 +134,7 @@ pub(crate) fn app(config: &Config, wiring: &Wiring, metrics: Metrics) -> Result<
         gateway,
         callback_wait: web::CALLBACK_CONFIRM_WAIT,
         multi,
+        users: None,
     }))
 }
 

@@ -16,13 +16,18 @@ pub(crate) const TOKEN_COOKIE: &str = "toolgate_token";
 
 /// The token cookie's value, if the request carries one.
 pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, TOKEN_COOKIE)
+}
+
+/// The value of the cookie `wanted`, if the request carries one.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == TOKEN_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value)
 }
 

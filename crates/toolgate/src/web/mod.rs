@@ -13,6 +13,10 @@
 //! | `GET /metrics` | token | Prometheus text |
 //! | `GET /.well-known/oauth-protected-resource[/mcp]` | open | JWT mode: RFC 9728 metadata |
 //!
+//! In multi-user modes the pages belong to one user each ([`users`]): the caller comes from
+//! the signed link a blocked answer carries, the mode's credentials, or the cookie a link
+//! left, and `/callback` names its user itself (signed).
+//!
 //! The access column is one module, `toolgate_proxy::access`, asked with the route's
 //! [`Requirement`]; only the cookie and the `?token=` login are the pages' own ([`guard`]).
 //!
@@ -23,6 +27,7 @@
 pub(crate) mod guard;
 pub(crate) mod pages;
 pub(crate) mod signed;
+pub(crate) mod users;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -53,13 +58,6 @@ pub(crate) type Body = ProxyBody;
 pub(crate) trait Actions: Send + Sync + 'static {
     /// The OAuth callback arrived: re-check now (never marks anything connected by itself).
     fn hint(&self);
-    /// The OAuth callback arrived with this query: re-check the tracker it names. False when
-    /// the query names no tracker this gateway will act on (a forged or expired signed user in
-    /// multi-user modes). Single-user gateways have one tracker and hint it.
-    fn hint_for(&self, _query: Option<&str>) -> bool {
-        self.hint();
-        true
-    }
     /// Someone is looking at the page: toolkits without a live Connect Link get one.
     fn want_links(&self) {}
     /// Delete the toolkit's connected account at Composio (`account`: that one of several),
@@ -101,6 +99,19 @@ pub(crate) struct App {
     pub(crate) callback_wait: Duration,
     /// Multi-user modes: the front that resolves the user and routes to their gateway.
     pub(crate) multi: Option<Arc<toolgate_proxy::router::MultiUser>>,
+    /// Multi-user modes: each caller's own pages (signed links, bearer tokens).
+    pub(crate) users: Option<users::UserPages>,
+}
+
+/// What one page request acts on: a user's status and tracker and their forms' CSRF token
+/// (in single-user mode, the gateway's own).
+pub(crate) struct Scope {
+    /// The status the page renders.
+    pub(crate) status: watch::Receiver<StatusView>,
+    /// The tracker the page acts on.
+    pub(crate) actions: Arc<dyn Actions>,
+    /// The CSRF token the forms carry and the POST must return.
+    pub(crate) csrf: String,
 }
 
 /// A fresh random CSRF token (URL-safe).
@@ -270,6 +281,9 @@ impl App {
         if let Err(denial) = self.access.check(headers, uri, Requirement::Site, None) {
             return refusal_response(denial.refusal);
         }
+        if let Some(users) = &self.users {
+            return users::page(self, users, method, path, request).await;
+        }
         let query = uri.query().map(str::to_owned);
         // The one-time `?token=` login for browsers.
         if method == Method::GET
@@ -283,14 +297,32 @@ impl App {
         if let Err(denial) = self.access.check(headers, uri, Requirement::Full, cookie) {
             return refusal_response(denial.refusal);
         }
+        let scope = Scope {
+            status: self.status.clone(),
+            actions: Arc::clone(&self.actions),
+            csrf: self.csrf_token.clone(),
+        };
+        self.scoped(&scope, method, path, request).await
+    }
+
+    /// A page request whose caller is known, acting on `scope`.
+    async fn scoped(
+        &self,
+        scope: &Scope,
+        method: Method,
+        path: &str,
+        request: Request<Incoming>,
+    ) -> Response<Body> {
+        let query = request.uri().query().map(str::to_owned);
+        let query = query.as_deref();
         match (method, path) {
-            (Method::GET | Method::HEAD, "/connections") => self.connections(query.as_deref()),
+            (Method::GET | Method::HEAD, "/connections") => Self::connections(scope, query),
             (Method::GET | Method::HEAD, "/connections/disconnect") => {
-                self.confirm_disconnect(query.as_deref())
+                Self::confirm_disconnect(scope, query)
             }
-            (Method::POST, "/connections/disconnect") => self.disconnect(request).await,
-            (Method::GET, "/connections/add") => self.add_account(query.as_deref()).await,
-            (Method::GET | Method::HEAD, "/callback") => self.callback(query.as_deref()).await,
+            (Method::POST, "/connections/disconnect") => Self::disconnect(scope, request).await,
+            (Method::GET, "/connections/add") => Self::add_account(scope, query).await,
+            (Method::GET | Method::HEAD, "/callback") => self.callback(scope, query).await,
             (_, "/connections/disconnect") => method_not_allowed("GET, POST"),
             _ => method_not_allowed("GET"),
         }
@@ -362,10 +394,10 @@ impl App {
         response(status, "application/json", body.to_string())
     }
 
-    fn connections(&self, query: Option<&str>) -> Response<Body> {
+    fn connections(scope: &Scope, query: Option<&str>) -> Response<Body> {
         // A person is looking: links that expired are made again (the page refreshes itself).
-        self.actions.want_links();
-        let view = self.status.borrow().clone();
+        scope.actions.want_links();
+        let view = scope.status.borrow().clone();
         // Notices come from a fixed set keyed by a known slug, so the query cannot put
         // arbitrary text on the page.
         let notice = query_param(query, "disconnected")
@@ -374,8 +406,8 @@ impl App {
         html(StatusCode::OK, pages::connections(&view, notice.as_deref()))
     }
 
-    fn confirm_disconnect(&self, query: Option<&str>) -> Response<Body> {
-        let view = self.status.borrow().clone();
+    fn confirm_disconnect(scope: &Scope, query: Option<&str>) -> Response<Body> {
+        let view = scope.status.borrow().clone();
         let slug = query_param(query, "toolkit").unwrap_or_default();
         let account = query_param(query, "account").filter(|id| {
             view.toolkit(&slug)
@@ -384,7 +416,7 @@ impl App {
         match view.toolkit(&slug) {
             Some(toolkit) if toolkit.account_id.is_some() || account.is_some() => html(
                 StatusCode::OK,
-                pages::confirm_disconnect(toolkit, account.as_deref(), &self.csrf_token),
+                pages::confirm_disconnect(toolkit, account.as_deref(), &scope.csrf),
             ),
             Some(_) => html(
                 StatusCode::CONFLICT,
@@ -403,7 +435,7 @@ impl App {
         }
     }
 
-    async fn disconnect(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn disconnect(scope: &Scope, request: Request<Incoming>) -> Response<Body> {
         let form_type = request
             .headers()
             .get(CONTENT_TYPE)
@@ -437,7 +469,7 @@ impl App {
         let csrf = field("csrf");
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
             csrf.as_bytes(),
-            self.csrf_token.as_bytes(),
+            scope.csrf.as_bytes(),
         )) {
             return html(
                 StatusCode::FORBIDDEN,
@@ -448,7 +480,7 @@ impl App {
             );
         }
         let slug = field("toolkit");
-        let known = self.status.borrow().toolkit(&slug).is_some();
+        let known = scope.status.borrow().toolkit(&slug).is_some();
         if !known {
             return html(
                 StatusCode::NOT_FOUND,
@@ -459,7 +491,7 @@ impl App {
             );
         }
         let account = Some(field("account")).filter(|id| !id.is_empty());
-        match self.actions.disconnect(slug.clone(), account).await {
+        match scope.actions.disconnect(slug.clone(), account).await {
             Ok(()) => redirect(&format!(
                 "/connections?disconnected={}",
                 form_urlencoded::byte_serialize(slug.as_bytes()).collect::<String>()
@@ -472,9 +504,9 @@ impl App {
     }
 
     /// "Add another account": a fresh Connect Link for the toolkit, then off to it.
-    async fn add_account(&self, query: Option<&str>) -> Response<Body> {
+    async fn add_account(scope: &Scope, query: Option<&str>) -> Response<Body> {
         let slug = query_param(query, "toolkit").unwrap_or_default();
-        if self.status.borrow().toolkit(&slug).is_none() {
+        if scope.status.borrow().toolkit(&slug).is_none() {
             return html(
                 StatusCode::NOT_FOUND,
                 pages::error(
@@ -483,7 +515,7 @@ impl App {
                 ),
             );
         }
-        match self.actions.add_account(slug).await {
+        match scope.actions.add_account(slug).await {
             Ok(link) if link.starts_with("http://") || link.starts_with("https://") => {
                 redirect(&link)
             }
@@ -498,22 +530,15 @@ impl App {
         }
     }
 
-    async fn callback(&self, query: Option<&str>) -> Response<Body> {
+    async fn callback(&self, scope: &Scope, query: Option<&str>) -> Response<Body> {
         let reported = query_param(query, "status").unwrap_or_default();
         let account = query_param(query, "connected_account_id");
         // Only a hint: the tracker re-checks with Composio, which alone decides.
-        if !self.actions.hint_for(query) {
-            return html(
-                StatusCode::FORBIDDEN,
-                pages::error(
-                    "Link not valid",
-                    "This callback link is not valid or has expired.",
-                ),
-            );
-        }
+        scope.actions.hint();
         if reported != "success" {
             let name = account.as_deref().and_then(|id| {
-                self.status
+                scope
+                    .status
                     .borrow()
                     .toolkits
                     .iter()
@@ -522,22 +547,22 @@ impl App {
             });
             return html(
                 StatusCode::OK,
-                pages::callback(&CallbackOutcome::Failed { name }, &self.status.borrow()),
+                pages::callback(&CallbackOutcome::Failed { name }, &scope.status.borrow()),
             );
         }
         let outcome = match account {
-            Some(id) => self.wait_for_confirmation(&id).await,
+            Some(id) => self.wait_for_confirmation(scope, &id).await,
             None => CallbackOutcome::Unconfirmed,
         };
         html(
             StatusCode::OK,
-            pages::callback(&outcome, &self.status.borrow()),
+            pages::callback(&outcome, &scope.status.borrow()),
         )
     }
 
     /// Waits (bounded) until the tracker shows `account_id` connected.
-    async fn wait_for_confirmation(&self, account_id: &str) -> CallbackOutcome {
-        let mut status = self.status.clone();
+    async fn wait_for_confirmation(&self, scope: &Scope, account_id: &str) -> CallbackOutcome {
+        let mut status = scope.status.clone();
         let confirmed = |view: &StatusView| {
             view.toolkits
                 .iter()

@@ -1,6 +1,8 @@
 //! Signed links: the callback URL given to Composio for a user carries that user, signed with
 //! HMAC-SHA256 and an expiry, so the callback's hint reaches that user's tracker and a forged
-//! one is refused.
+//! one is refused; the link to a user's connections page in a blocked answer is signed the
+//! same way (another purpose), so it opens that user's page, and only theirs, without a
+//! login. A user's forms carry a per-user tag ([`LinkSigner::tag`]) as their CSRF token.
 //!
 //! The key is derived from `session_key` (a domain label hashed with each secret, distinct
 //! from the session-id key), so every replica verifies every other replica's links; rotation
@@ -30,12 +32,18 @@ const KEY_LABEL: &[u8] = b"toolgate page link v1\0";
 pub(crate) enum Purpose {
     /// The user named in the OAuth callback URL.
     Callback,
+    /// The user whose connections page a link (or the cookie it leaves) opens.
+    Page,
+    /// The CSRF token of a user's forms.
+    Form,
 }
 
 impl Purpose {
     fn label(self) -> &'static [u8] {
         match self {
             Self::Callback => b"callback",
+            Self::Page => b"page",
+            Self::Form => b"form",
         }
     }
 }
@@ -140,6 +148,20 @@ impl LinkSigner {
     }
 }
 
+// === impl LinkSigner: tags ===
+
+impl LinkSigner {
+    /// A value only this gateway (or a replica with its key) can make for `user` and
+    /// `purpose`, with no expiry: the CSRF token of that user's forms, the same on every
+    /// replica.
+    pub(crate) fn tag(&self, purpose: Purpose, user: &str) -> String {
+        let sig = self.keys.first().map_or_else(Vec::new, |key| {
+            mac(key, purpose, user, 0).finalize().into_bytes().to_vec()
+        });
+        URL_SAFE_NO_PAD.encode(sig)
+    }
+}
+
 /// The MAC over one link's fields, each length-prefixed so no two field splits collide.
 fn mac(key: &[u8; 32], purpose: Purpose, user: &str, expires: u64) -> HmacSha256 {
     // HMAC takes keys of any length, so building it from 32 bytes cannot fail.
@@ -224,6 +246,26 @@ mod tests {
                 Err(LinkError::Malformed)
             );
         }
+    }
+
+    #[test]
+    fn purposes_do_not_mix_and_tags_are_per_user() {
+        let signer = signer(&[KEY_A]);
+        let callback = signer.query(Purpose::Callback, "alice", 1_000);
+        assert_eq!(
+            signer.verify(Purpose::Page, &callback, 5),
+            Err(LinkError::BadSignature)
+        );
+        let page = signer.query(Purpose::Page, "alice", 1_000);
+        assert_eq!(signer.verify(Purpose::Page, &page, 5).unwrap(), "alice");
+        let tag = signer.tag(Purpose::Form, "alice");
+        assert_eq!(
+            tag,
+            signer.tag(Purpose::Form, "alice"),
+            "the same on every replica"
+        );
+        assert_ne!(tag, signer.tag(Purpose::Form, "bob"));
+        assert_ne!(tag, signer.tag(Purpose::Page, "alice"));
     }
 
     #[test]

@@ -105,6 +105,7 @@ async fn start(token: Option<&str>, view: StatusView) -> Running {
         gateway,
         callback_wait: Duration::from_millis(300),
         multi: None,
+        users: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
