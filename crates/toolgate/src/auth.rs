@@ -587,16 +587,7 @@ impl crate::web::users::Scopes for PoolRouter {
     fn scope<'a>(
         &'a self,
         user: &'a UserId,
-    ) -> BoxFuture<
-        'a,
-        Result<
-            (
-                watch::Receiver<crate::status::StatusView>,
-                Arc<dyn crate::web::Actions>,
-            ),
-            String,
-        >,
-    > {
+    ) -> BoxFuture<'a, Result<crate::web::users::UserScope, String>> {
         Box::pin(async move {
             let entry = self.entry(user).await.map_err(|error| error.0)?;
             let actions: Arc<dyn crate::web::Actions> = entry.tracker.clone();

@@ -31,14 +31,14 @@ use crate::status::StatusView;
 /// The cookie a checked page link leaves (its `u`, `exp` and `sig`).
 pub(crate) const PAGE_COOKIE: &str = "toolgate_page";
 
+/// One user's status and tracker actions.
+pub(crate) type UserScope = (watch::Receiver<StatusView>, Arc<dyn Actions>);
+
 /// Gives the pages one user's status and tracker; their wiring is made on first use, as on
 /// their first MCP request.
 pub(crate) trait Scopes: Send + Sync + 'static {
     /// `user`'s status and tracker actions, or why they cannot be had now.
-    fn scope<'a>(
-        &'a self,
-        user: &'a UserId,
-    ) -> BoxFuture<'a, Result<(watch::Receiver<StatusView>, Arc<dyn Actions>), String>>;
+    fn scope<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<UserScope, String>>;
 }
 
 /// What the multi-user pages need: who the caller is, and their scope.

@@ -42,10 +42,7 @@ impl Actions for Fake {
 struct FakeScopes(HashMap<String, (watch::Sender<StatusView>, Arc<Fake>)>);
 
 impl Scopes for FakeScopes {
-    fn scope<'a>(
-        &'a self,
-        user: &'a UserId,
-    ) -> BoxFuture<'a, Result<(watch::Receiver<StatusView>, Arc<dyn Actions>), String>> {
+    fn scope<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<UserScope, String>> {
         Box::pin(async move {
             let (status, fake) = self.0.get(user.as_str()).ok_or("no such user")?;
             let actions: Arc<dyn Actions> = fake.clone();
