@@ -20,9 +20,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use http::header::SET_COOKIE;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio::sync::watch;
 use toolgate_proxy::identity::{AuthError, Authenticator, UserId};
+use toolgate_proxy::limits::RequestBody as Incoming;
 
 use super::signed::{LinkError, LinkSigner, Purpose, unix_now};
 use super::{Actions, App, Body, Scope, guard, html, pages, redirect};
