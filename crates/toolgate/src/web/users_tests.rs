@@ -111,7 +111,13 @@ async fn start() -> Running {
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, app, std::future::pending(), Duration::ZERO));
+    tokio::spawn(serve(
+        listener,
+        app,
+        toolgate_proxy::limits::ServerLimits::default(),
+        std::future::pending(),
+        Duration::ZERO,
+    ));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
