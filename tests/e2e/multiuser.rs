@@ -79,8 +79,8 @@ async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
         env.push((name.into(), value.into()));
     }
     let mut gateway = Gateway::start(&[], &env).await?;
-    let (status, ready) = gateway.readyz().await?;
-    assert_eq!(status, 200, "{ready}");
+    // Ready once Composio answers (users are set up on demand).
+    gateway.wait_for_gate("open").await?;
 
     let alice = initialized(client(&gateway, ALICE)).await?;
     let bob = initialized(client(&gateway, BOB)).await?;
@@ -138,6 +138,10 @@ async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
 
     let (_, metrics) = gateway.get("/metrics").await?;
     assert!(metrics.contains("toolgate_active_users 2"), "{metrics}");
+    // alice's gate is open, bob's gmail is pending: counts over users, no user labels.
+    assert!(metrics.contains("toolgate_gate_open 1"), "{metrics}");
+    assert!(metrics.contains("toolgate_pending_toolkits 1"), "{metrics}");
+    assert!(metrics.contains("toolgate_ready 1"), "{metrics}");
     assert!(
         !metrics.contains("alice") && !metrics.contains("bob"),
         "{metrics}"
@@ -152,6 +156,100 @@ async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
 
     let status = gateway.process.terminate().await?;
     assert!(status.success(), "{status}");
+    assert_no_key("stderr", &gateway.process.stderr());
+    Ok(())
+}
+
+/// A JWKS endpoint that answers 503 until `serving` is set, then `jwks`.
+async fn jwks_server(
+    jwks: String,
+    serving: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/jwks.json", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => head.extend_from_slice(&buffer[..read]),
+                }
+            }
+            let (status, body) = if serving.load(std::sync::atomic::Ordering::SeqCst) {
+                ("200 OK", jwks.as_str())
+            } else {
+                ("503 Service Unavailable", "down")
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    Ok(url)
+}
+
+/// `/readyz` in jwt mode means "can serve": 503 naming the cause while Composio fails, then
+/// while the JWKS cannot be fetched; 200 once both answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_mode_is_ready_once_composio_and_the_jwks_answer() -> anyhow::Result<()> {
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let sandbox = sandbox()?;
+    toolgate_tests::binary::control(
+        &sandbox,
+        "/_sandbox/faults",
+        Some(json!({"path_prefix": "/api/v3.1/connected_accounts", "status": 503})),
+    )
+    .await?;
+    let secret = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .map_err(|_| anyhow::anyhow!("key generation"))?;
+    let jwk = Jwk::from_encoding_key(&EncodingKey::from_ec_der(secret.as_ref()), Algorithm::ES256)?;
+    let serving = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let jwks_url = jwks_server(json!({ "keys": [jwk] }).to_string(), serving.clone()).await?;
+    let mut env = composio_env(&sandbox, "unused");
+    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
+    for (name, value) in [
+        ("TOOLGATE_AUTH_MODE", "jwt"),
+        ("TOOLGATE_AUTH_JWT_JWKS_URL", jwks_url.as_str()),
+        (
+            "TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS",
+            "https://auth.test.invalid",
+        ),
+    ] {
+        env.push((name.into(), value.into()));
+    }
+    let mut gateway = Gateway::start(&[], &env).await?;
+    let not_ready = |needle: &'static str| {
+        let gateway = &gateway;
+        eventually(needle, move || async move {
+            let (status, body) = gateway.readyz().await?;
+            let reason = body["reason"].as_str().unwrap_or_default().to_owned();
+            Ok((status == 503 && reason.contains(needle)).then_some(()))
+        })
+    };
+    not_ready("Composio is not reachable").await?;
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .delete(format!("{}/_sandbox/faults", sandbox.base_url()))
+        .send()
+        .await?;
+    not_ready("the JWT signing keys are not loaded").await?;
+    serving.store(true, std::sync::atomic::Ordering::SeqCst);
+    gateway.wait_for_gate("open").await?;
+    let (status, body) = gateway.readyz().await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = gateway.get("/metrics").await?;
+    assert!(metrics.contains("toolgate_ready 1"), "{metrics}");
+    assert!(gateway.process.terminate().await?.success());
     assert_no_key("stderr", &gateway.process.stderr());
     Ok(())
 }

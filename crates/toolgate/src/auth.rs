@@ -450,6 +450,8 @@ impl Router for SingleRouter {
 
 /// One user's wiring in the pool.
 struct UserEntry {
+    /// This user's share of the gate gauges.
+    metrics: Metrics,
     routes: UserRoutes,
     tracker: Arc<TrackerSlot>,
     status: watch::Receiver<crate::status::StatusView>,
@@ -462,6 +464,7 @@ impl PoolEntry for UserEntry {
             tracker.shutdown();
         }
         self.task.abort();
+        self.metrics.release_user();
     }
 }
 
@@ -524,13 +527,15 @@ impl PoolRouter {
             unix_now() + CALLBACK_LINK_TTL,
         );
         config.callback_url = Some(format!("{base}{separator}{signed}"));
-        let wiring = runtime::start(&config, self.metrics.clone(), config.require.clone())?;
+        let metrics = self.metrics.for_user();
+        let wiring = runtime::start(&config, metrics.clone(), config.require.clone())?;
         let proxy = config.proxy_config();
         let keeper = wiring
             .gatekeeper(proxy.wait)
             .with_page_link(self.page_link(&base, user));
         let gateway = Gateway::with_gatekeeper(proxy, keeper)?;
         Ok(UserEntry {
+            metrics,
             routes: UserRoutes::new(&config, gateway, &wiring),
             tracker: wiring.actions,
             status: wiring.status_rx,
@@ -596,13 +601,95 @@ impl crate::web::users::Scopes for PoolRouter {
     }
 }
 
+/// A user id no one has: the readiness probe lists its connected accounts (none), which
+/// needs only a working API key.
+const PROBE_USER: &str = "toolgate-readiness-probe";
+
+/// Keeps the multi-user front's readiness ("can serve") on `/readyz` and `toolgate_ready`:
+/// Composio answers with the API key and, in JWT mode, the JWKS has a usable key. Probes with
+/// backoff until both hold, naming the cause meanwhile; a refused key ends the gateway, as in
+/// single-user mode. Once keys are loaded they are kept (an unreachable JWKS endpoint later
+/// does not stop tokens signed by known keys), so readiness stays.
+async fn keep_ready(
+    config: Config,
+    client: toolgate_session::ComposioClient,
+    verifier: Option<Arc<JwtVerifier>>,
+    status: watch::Sender<crate::status::StatusView>,
+    metrics: Metrics,
+) -> Result<(), runtime::FatalError> {
+    let mut attempt = 0u32;
+    loop {
+        let reason = match probe(&config, &client, verifier.as_deref()).await {
+            Ok(()) => {
+                status.send_modify(|view| {
+                    view.ready = true;
+                    view.not_ready_reason = None;
+                    view.last_error = None;
+                });
+                metrics.set_ready(true);
+                tracing::info!("ready: Composio answers and users are served");
+                return Ok(());
+            }
+            Err(NotReady::Fatal(error)) => return Err(error),
+            Err(NotReady::Retry(reason)) => reason,
+        };
+        let delay = runtime::startup_backoff(attempt);
+        attempt += 1;
+        tracing::warn!(
+            reason,
+            retry_in_ms = delay.as_millis() as u64,
+            "not ready yet"
+        );
+        status.send_modify(|view| {
+            view.ready = false;
+            view.not_ready_reason = Some(reason);
+        });
+        metrics.set_ready(false);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Why a readiness probe failed.
+enum NotReady {
+    /// It may pass: probe again later (the reason is shown on `/readyz`).
+    Retry(String),
+    /// It will not: stop the gateway.
+    Fatal(runtime::FatalError),
+}
+
+/// One readiness probe: Composio first, then the JWT keys.
+async fn probe(
+    config: &Config,
+    client: &toolgate_session::ComposioClient,
+    verifier: Option<&JwtVerifier>,
+) -> Result<(), NotReady> {
+    let query = toolgate_session::AccountsQuery {
+        user_ids: vec![PROBE_USER.to_owned()],
+        ..toolgate_session::AccountsQuery::default()
+    };
+    if let Err(error) = client.list_connected_accounts(&query).await {
+        return Err(match runtime::classify(error, config) {
+            runtime::OpenError::Retry(error) => {
+                NotReady::Retry(format!("Composio is not reachable: {error}"))
+            }
+            runtime::OpenError::Fatal(error) => NotReady::Fatal(error),
+        });
+    }
+    match verifier {
+        Some(verifier) if !verifier.has_keys() => verifier.refresh().await.map_err(|error| {
+            NotReady::Retry(format!("the JWT signing keys are not loaded: {error}"))
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the multi-user HTTP face on `listening` until SIGINT/SIGTERM.
 pub(crate) async fn serve_multi(
     config: Config,
     listening: crate::commands::gateway::Listening,
 ) -> std::process::ExitCode {
     match serve_multi_inner(config, listening).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("toolgate: invalid configuration: {error:#}");
             std::process::ExitCode::from(crate::commands::EXIT_CONFIG)
@@ -613,9 +700,10 @@ pub(crate) async fn serve_multi(
 async fn serve_multi_inner(
     config: Config,
     listening: crate::commands::gateway::Listening,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::process::ExitCode> {
     let metrics = Metrics::new();
     let authenticator = Arc::new(authenticator(&config).await?);
+    let client = runtime::composio_client(&config, Some(&metrics))?;
     let keys = session_keys(&config)?;
     let router = Arc::new(PoolRouter::new(config.clone(), metrics.clone()));
     let users = crate::web::users::UserPages {
@@ -633,16 +721,29 @@ async fn serve_multi_inner(
             shutdown.clone(),
         ));
     }
-    let ready = match &*authenticator {
-        Authenticator::Jwt(verifier) => verifier.has_keys(),
-        _ => true,
+    let (status_tx, status_rx) = watch::channel(crate::status::StatusView {
+        mode: "composio".to_owned(),
+        not_ready_reason: Some("checking that Composio answers".to_owned()),
+        gate_open: true,
+        ..crate::status::StatusView::default()
+    });
+    let verifier = match &*authenticator {
+        Authenticator::Jwt(verifier) => Some(Arc::clone(verifier)),
+        _ => None,
     };
+    let readiness = tokio::spawn(keep_ready(
+        config.clone(),
+        client,
+        verifier,
+        status_tx,
+        metrics.clone(),
+    ));
     let front = Arc::new(toolgate_proxy::router::MultiUser::new(
         Arc::clone(&authenticator),
         router,
         keys,
     ));
-    let app = front_app(&config, front, users, metrics, ready)?;
+    let app = front_app(&config, front, users, metrics, status_rx)?;
     let base_url = format!("http://{}", listening.addr);
     eprintln!(
         "toolgate: listening on {base_url} (composio mode, auth.mode = {}{}); MCP endpoint {base_url}{}",
@@ -654,35 +755,38 @@ async fn serve_multi_inner(
         },
         config.path
     );
-    crate::web::serve(
+    let serving = crate::web::serve(
         listening.listener,
         app,
         config.server_limits(),
         crate::signals::shutdown_signal(),
         config.drain_timeout,
-    )
-    .await;
+    );
+    // A fatal readiness failure (a refused API key) ends the gateway; success leaves it serving.
+    let fatal = async {
+        match readiness.await {
+            Ok(Err(error)) => error,
+            _ => std::future::pending().await,
+        }
+    };
+    let code = tokio::select! {
+        () = serving => std::process::ExitCode::SUCCESS,
+        error = fatal => crate::commands::gateway::fatal(&error),
+    };
     shutdown.cancel();
     tracing::info!("stopped");
-    Ok(())
+    Ok(code)
 }
 
-/// The routes with the multi-user front on the MCP path. The pages see a front status: ready
-/// (can serve: users are set up on demand), no single user's toolkits.
+/// The routes with the multi-user front on the MCP path. `/readyz` shows the front's
+/// `status` (can serve: users are set up on demand), no single user's toolkits.
 fn front_app(
     config: &Config,
     front: Arc<toolgate_proxy::router::MultiUser>,
     users: crate::web::users::UserPages,
     metrics: Metrics,
-    ready: bool,
+    status_rx: watch::Receiver<crate::status::StatusView>,
 ) -> anyhow::Result<Arc<crate::web::App>> {
-    let (_status_tx, status_rx) = watch::channel(crate::status::StatusView {
-        mode: "composio".to_owned(),
-        ready,
-        not_ready_reason: (!ready).then(|| "the JWT signing keys are not loaded".to_owned()),
-        gate_open: true,
-        ..crate::status::StatusView::default()
-    });
     // The gateway of the pages' access checks; the MCP path itself goes to the front.
     let (_upstream_tx, upstream_rx) = watch::channel(None);
     let (_gate_tx, gate_rx) = watch::channel(toolgate_proxy::gate::GateState::Open);

@@ -59,9 +59,24 @@ struct ComposioCallLabels {
 }
 
 /// Every metric the gateway exports, cheap to clone and share.
+///
+/// In multi-user modes each user's wiring holds a [`Metrics::for_user`] handle: its gate
+/// updates add to the shared gauges instead of setting them, so `toolgate_gate_open` counts the
+/// active users whose gate is open and `toolgate_pending_toolkits` sums their pending toolkits
+/// (no user id ever becomes a label), and `toolgate_ready` is the front's own readiness.
 #[derive(Clone)]
 pub(crate) struct Metrics {
     inner: Arc<Inner>,
+    share: Option<Arc<std::sync::Mutex<GateShare>>>,
+}
+
+/// What one user's gate adds to the shared gauges now.
+#[derive(Default)]
+struct GateShare {
+    open: i64,
+    pending: i64,
+    /// The user left the pool: their share is gone and later updates are ignored.
+    released: bool,
 }
 
 struct Inner {
@@ -194,7 +209,36 @@ impl Metrics {
                 active_users,
                 composio_calls,
             }),
+            share: None,
         }
+    }
+
+    /// A handle for one user's wiring in a multi-user gateway (see the type's docs).
+    pub(crate) fn for_user(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            share: Some(Arc::default()),
+        }
+    }
+
+    /// The user of this handle left the pool: takes their share out of the gate gauges.
+    pub(crate) fn release_user(&self) {
+        if let Some(share) = &self.share {
+            let mut share = share
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.inner.gate_open.dec_by(share.open);
+            self.inner.pending_toolkits.dec_by(share.pending);
+            *share = GateShare {
+                released: true,
+                ..GateShare::default()
+            };
+        }
+    }
+
+    /// Sets `toolgate_ready` alone (the multi-user front: "can serve").
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.inner.ready.set(i64::from(ready));
     }
 
     /// The OpenMetrics text exposition.
@@ -241,13 +285,23 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the gate gauges.
+    /// Sets the gate gauges (a user's handle: replaces that user's share of them).
     pub(crate) fn set_gate(&self, ready: bool, open: bool, pending: usize) {
+        let pending = i64::try_from(pending).unwrap_or(i64::MAX);
+        if let Some(share) = &self.share {
+            let mut share = share
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !share.released {
+                self.inner.gate_open.inc_by(i64::from(open) - share.open);
+                self.inner.pending_toolkits.inc_by(pending - share.pending);
+                (share.open, share.pending) = (i64::from(open), pending);
+            }
+            return;
+        }
         self.inner.ready.set(i64::from(ready));
         self.inner.gate_open.set(i64::from(open));
-        self.inner
-            .pending_toolkits
-            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.inner.pending_toolkits.set(pending);
     }
 }
 
@@ -298,5 +352,32 @@ mod tests {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         assert!(!text.contains("made/up"));
+    }
+
+    #[test]
+    fn users_gates_add_up_and_leave_with_the_user() {
+        let metrics = Metrics::new();
+        metrics.set_ready(true);
+        let (alice, bob) = (metrics.for_user(), metrics.for_user());
+        alice.set_gate(false, false, 2);
+        bob.set_gate(true, false, 1);
+        let text = metrics.render();
+        assert!(text.contains("toolgate_gate_open 0"), "{text}");
+        assert!(text.contains("toolgate_pending_toolkits 3"), "{text}");
+        alice.set_gate(true, true, 0);
+        alice.set_gate(true, true, 0);
+        let text = metrics.render();
+        assert!(text.contains("toolgate_gate_open 1"), "{text}");
+        assert!(text.contains("toolgate_pending_toolkits 1"), "{text}");
+        assert!(
+            text.contains("toolgate_ready 1"),
+            "a user's gate is not readiness"
+        );
+        bob.release_user();
+        bob.set_gate(true, false, 5);
+        alice.release_user();
+        let text = metrics.render();
+        assert!(text.contains("toolgate_gate_open 0"), "{text}");
+        assert!(text.contains("toolgate_pending_toolkits 0"), "{text}");
     }
 }

@@ -37,7 +37,7 @@ use toolgate_session::{
     TrackerError, TrackerHandle,
 };
 
-pub(crate) use self::session::{OpenError, Opened, SessionOpener};
+pub(crate) use self::session::{OpenError, Opened, SessionOpener, classify};
 use crate::config::{Config, Mode};
 use crate::metrics::{Metrics, method_label};
 use crate::status::{AccountView, StatusView, ToolkitStatus, ToolkitView};
@@ -339,7 +339,7 @@ pub(crate) fn tracker_start_error(error: TrackerError) -> Result<ComposioError, 
 }
 
 /// Backoff before the `attempt`-th retry of session creation (0-based): 0.5 s doubling to 30 s.
-fn startup_backoff(attempt: u32) -> Duration {
+pub(crate) fn startup_backoff(attempt: u32) -> Duration {
     let millis = 500u64.saturating_mul(1u64 << attempt.min(10));
     Duration::from_millis(millis.min(30_000))
 }

@@ -206,7 +206,7 @@ impl SessionOpener {
 }
 
 /// Retry or a fatal line for a failed session call (the text is scrubbed of the key).
-fn classify(error: ComposioError, config: &Config) -> OpenError {
+pub(crate) fn classify(error: ComposioError, config: &Config) -> OpenError {
     if error.is_retryable() {
         return OpenError::Retry(error);
     }
