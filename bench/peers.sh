@@ -52,7 +52,7 @@ done
 [ -x "$peers/node/node_modules/.bin/mcp-server-everything" ] && [ -x "$peers/venv/bin/python" ] || bash tests/peers/install.sh
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 josh=$bp/josh/bin/mcp-proxy
-if { [[ " $HTTP_PATHS " == *" josh "* ]] && has http || has syscalls; } && { ! [ -x "$josh" ] || ! "$josh" --version 2>&1 | grep -q "$JOSH_VERSION"; }; then
+if [[ " $HTTP_PATHS " == *" josh "* ]] && { has http || has syscalls; } && { ! [ -x "$josh" ] || ! "$josh" --version 2>&1 | grep -q "$JOSH_VERSION"; }; then
   echo "bench: cargo install mcp-proxy $JOSH_VERSION (about 10 minutes of CPU)" >&2
   CARGO_INCREMENTAL=0 nice cargo install --locked --version "$JOSH_VERSION" mcp-proxy --root "$bp/josh" >&2
 fi
@@ -341,10 +341,13 @@ if has syscalls; then
   echo "# syscalls: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
   url=$(sandbox_session bench)
   start_toolgate "$url" --header "x-api-key: $key"
-  start_josh "$url" "$key"
   syscalls_of toolgate "$tg_pid" "$tg_url" SANDBOX_ECHO
-  syscalls_of josh "$josh_pid" "$josh_url" b/SANDBOX_ECHO
-  stop $tg_pid $josh_pid
+  if [[ " $HTTP_PATHS " == *" josh "* ]]; then
+    start_josh "$url" "$key"
+    syscalls_of josh "$josh_pid" "$josh_url" b/SANDBOX_ECHO
+    stop $josh_pid
+  fi
+  stop $tg_pid
 fi
 if has oneshot; then
   echo "# oneshot: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
