@@ -538,10 +538,10 @@ impl Gateway {
         let upstream: http::Response<reqwest::Body> = upstream.into();
         let (upstream_parts, upstream_body) = upstream.into_parts();
         let body = upstream_body.map_err(BoxError::from).boxed_unsync();
+        let idle = self.inner.config.upstream_timeouts.body_idle;
         let body = if content_type_is(&upstream_parts.headers, TEXT_EVENT_STREAM) {
-            relay::sse(body, pending, url)
+            relay::sse(body, pending, url, idle)
         } else {
-            let idle = self.inner.config.upstream_timeouts.body_idle;
             match relay::hold(body, idle, &url).await {
                 Ok(body) => body,
                 Err(kind) => return error_response(&McpError::new(id, self.upstream_failed(kind))),

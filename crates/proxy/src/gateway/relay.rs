@@ -97,14 +97,21 @@ fn broken(error: BoxError, url: &str) -> ErrorKind {
 
 /// An SSE answer relayed event by event (see the module notes). `pending` are the ids of the
 /// POST's requests; GET streams have none.
-pub(super) fn sse(body: ProxyBody, pending: Vec<Box<RawValue>>, url: String) -> ProxyBody {
+pub(super) fn sse(
+    body: ProxyBody,
+    pending: Vec<Box<RawValue>>,
+    url: String,
+    drain_idle: Duration,
+) -> ProxyBody {
     SseRelay {
         upstream: Some(body),
         buffer: BytesMut::new(),
         torn: false,
         resumable: false,
+        awaits_answers: !pending.is_empty(),
         pending,
         tail: None,
+        drain_idle,
         url,
     }
     .boxed_unsync()
@@ -124,6 +131,11 @@ struct SseRelay {
     pending: Vec<Box<RawValue>>,
     /// The error events to send once the upstream is gone.
     tail: Option<Bytes>,
+    /// The POST had requests: once all are answered the client's stream is complete.
+    awaits_answers: bool,
+    /// How long the rest of a finished upstream stream is read (and dropped) so its
+    /// connection can be reused.
+    drain_idle: Duration,
     url: String,
 }
 
@@ -166,6 +178,23 @@ impl SseRelay {
             {
                 self.pending.retain(|pending| !same_id(pending, id));
             }
+        }
+    }
+
+    /// Every request of the POST has its answer: MCP's server closes the stream after the
+    /// answer, so the client's stream ends here, in the same write as the answer, instead of
+    /// one write later when the upstream's end has been decoded. The upstream's rest is read
+    /// to its end in the background, so its connection goes back to the pool.
+    fn answered(&mut self) {
+        let Some(mut rest) = self.upstream.take() else {
+            return;
+        };
+        let idle = self.drain_idle;
+        tokio::spawn(async move {
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, rest.frame()).await {}
+        });
+        if !self.buffer.is_empty() {
+            self.tail = Some(self.buffer.split().freeze());
         }
     }
 
@@ -220,6 +249,7 @@ impl Body for SseRelay {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let mut out = Gathered::default();
+
         // Take what is ready, never wait for more (see the module notes).
         while let Some(upstream) = this.upstream.as_mut() {
             match Pin::new(upstream).poll_frame(cx) {
@@ -230,6 +260,9 @@ impl Body for SseRelay {
                     };
                     if let Some(events) = this.take_in(&chunk) {
                         out.push(events);
+                    }
+                    if this.awaits_answers && this.pending.is_empty() {
+                        this.answered();
                     }
                     if out.len() + this.buffer.len() >= COALESCE_BYTES {
                         break;
@@ -245,6 +278,12 @@ impl Body for SseRelay {
             None if this.upstream.is_none() => Poll::Ready(None),
             None => Poll::Pending,
         }
+    }
+
+    /// True as soon as the upstream's end was seen and nothing is left to send, so the last
+    /// events and the body's end leave in one write instead of two.
+    fn is_end_stream(&self) -> bool {
+        self.upstream.is_none() && self.tail.is_none()
     }
 }
 
