@@ -146,10 +146,20 @@ impl Gateway {
     /// A gateway whose gate policy is `keeper` (which also holds the upstream, the tool policy
     /// and the events hook); `config.wait` is not used, the gatekeeper's wait mode is.
     pub fn with_gatekeeper(config: ProxyConfig, keeper: Gatekeeper) -> Result<Self, ProxyError> {
+        let client = build_client(config.connect_timeout)?;
+        Self::with_client(config, keeper, client)
+    }
+
+    /// Like [`Gateway::with_gatekeeper`], forwarding through `client`: one pooled client
+    /// shared by many gateways (a multi-user gateway has one per user) instead of one each.
+    pub fn with_client(
+        config: ProxyConfig,
+        keeper: Gatekeeper,
+        client: reqwest::Client,
+    ) -> Result<Self, ProxyError> {
         config.validate()?;
         let upstream = keeper.upstream();
         let events = Arc::clone(keeper.events());
-        let client = build_client(config.connect_timeout)?;
         let url_elicitation_sessions = SessionSet::new(config.elicitation_sessions_capacity);
         Ok(Self {
             inner: Arc::new(Inner {

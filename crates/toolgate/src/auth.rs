@@ -163,7 +163,8 @@ pub(crate) fn single_front(
         user: UserId::new(config.user_id.as_deref().unwrap_or("user")).context("user_id")?,
         token: None,
     };
-    let router = SingleRouter(UserRoutes::new(config, gateway, wiring));
+    let http = toolgate_proxy::upstream::build_client(config.proxy_config().connect_timeout)?;
+    let router = SingleRouter(UserRoutes::new(config, gateway, wiring, http));
     Ok(Some(Arc::new(toolgate_proxy::router::MultiUser::new(
         Arc::new(authenticator),
         Arc::new(router),
@@ -356,6 +357,8 @@ pub(crate) async fn watch_tokens_file(
 /// sessions made by other replicas.
 pub(crate) struct UserRoutes {
     proxy: toolgate_proxy::config::ProxyConfig,
+    /// The upstream HTTP client every gateway of this process shares.
+    http: reqwest::Client,
     gateway: Gateway,
     upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
     gate_rx: watch::Receiver<toolgate_proxy::gate::GateState>,
@@ -366,9 +369,15 @@ pub(crate) struct UserRoutes {
 
 impl UserRoutes {
     /// Routes over one user's wiring.
-    pub(crate) fn new(config: &Config, gateway: Gateway, wiring: &runtime::Wiring) -> Self {
+    pub(crate) fn new(
+        config: &Config,
+        gateway: Gateway,
+        wiring: &runtime::Wiring,
+        http: reqwest::Client,
+    ) -> Self {
         Self {
             proxy: config.proxy_config(),
+            http,
             gateway,
             upstream_rx: wiring.upstream_rx.clone(),
             gate_rx: wiring.gate_rx.clone(),
@@ -420,13 +429,14 @@ impl UserRoutes {
         }
         let target = UpstreamTarget::new(url, current.headers.clone());
         let (_fixed, upstream_rx) = watch::channel(Some(target));
-        let gateway = Gateway::new(
-            self.proxy.clone(),
-            upstream_rx,
+        let keeper = toolgate_proxy::mcp::gatekeeper::Gatekeeper::new(
             self.gate_rx.clone(),
+            upstream_rx,
+            self.proxy.wait,
+            Arc::new(toolgate_proxy::mcp::policy::AllPending),
             self.events.clone(),
-        )
-        .ok()?;
+        );
+        let gateway = Gateway::with_client(self.proxy.clone(), keeper, self.http.clone()).ok()?;
         if cache.len() >= MAX_PINNED_ROUTES {
             cache.remove(0);
         }
@@ -475,22 +485,33 @@ pub(crate) struct PoolRouter {
     pool: UserPool<UserEntry>,
     /// Signs the user into each user's callback URL.
     signer: LinkSigner,
+    /// The one Composio client of every user (same key and origin, one connection pool).
+    composio: toolgate_session::ComposioClient,
+    /// The one upstream HTTP client of every user's gateways.
+    http: reqwest::Client,
 }
 
 impl PoolRouter {
     /// A router for `config` (listen address already bound), bounded by `config.users`.
-    pub(crate) fn new(config: Config, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        metrics: Metrics,
+        composio: toolgate_session::ComposioClient,
+    ) -> anyhow::Result<Self> {
         let pool = UserPool::new(PoolConfig {
             max_active: config.users.max_active,
             idle_timeout: config.users.idle_timeout,
         });
         let signer = LinkSigner::new(&config.session_key);
-        Self {
+        let http = toolgate_proxy::upstream::build_client(config.proxy_config().connect_timeout)?;
+        Ok(Self {
             config,
             metrics,
             pool,
             signer,
-        }
+            composio,
+            http,
+        })
     }
 
     /// Runs the idle sweeper until `shutdown`, keeping the active-users gauge current.
@@ -528,15 +549,20 @@ impl PoolRouter {
         );
         config.callback_url = Some(format!("{base}{separator}{signed}"));
         let metrics = self.metrics.for_user();
-        let wiring = runtime::start(&config, metrics.clone(), config.require.clone())?;
+        let wiring = runtime::start_with(
+            &config,
+            metrics.clone(),
+            config.require.clone(),
+            Some(self.composio.clone()),
+        )?;
         let proxy = config.proxy_config();
         let keeper = wiring
             .gatekeeper(proxy.wait)
             .with_page_link(self.page_link(&base, user));
-        let gateway = Gateway::with_gatekeeper(proxy, keeper)?;
+        let gateway = Gateway::with_client(proxy, keeper, self.http.clone())?;
         Ok(UserEntry {
             metrics,
-            routes: UserRoutes::new(&config, gateway, &wiring),
+            routes: UserRoutes::new(&config, gateway, &wiring, self.http.clone()),
             tracker: wiring.actions,
             status: wiring.status_rx,
             task: wiring.task,
@@ -705,7 +731,11 @@ async fn serve_multi_inner(
     let authenticator = Arc::new(authenticator(&config).await?);
     let client = runtime::composio_client(&config, Some(&metrics))?;
     let keys = session_keys(&config)?;
-    let router = Arc::new(PoolRouter::new(config.clone(), metrics.clone()));
+    let router = Arc::new(PoolRouter::new(
+        config.clone(),
+        metrics.clone(),
+        client.clone(),
+    )?);
     let users = crate::web::users::UserPages {
         authenticator: Arc::clone(&authenticator),
         signer: router.signer.clone(),

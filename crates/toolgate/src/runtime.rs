@@ -351,6 +351,17 @@ pub(crate) fn start(
     metrics: Metrics,
     required: Vec<String>,
 ) -> anyhow::Result<Wiring> {
+    start_with(config, metrics, required, None)
+}
+
+/// [`start`] with a Composio client to share (a multi-user gateway has one for every user:
+/// same key, same origin, one connection pool); `None` makes one.
+pub(crate) fn start_with(
+    config: &Config,
+    metrics: Metrics,
+    required: Vec<String>,
+    client: Option<ComposioClient>,
+) -> anyhow::Result<Wiring> {
     let (upstream_tx, upstream_rx) = watch::channel(None);
     let (gate_tx, gate_rx) = watch::channel(GateState::Starting {
         reason: "creating the Composio session".to_owned(),
@@ -403,7 +414,10 @@ pub(crate) fn start(
             })
         }
         Mode::Composio => {
-            let client = composio_client(config, Some(&metrics))?;
+            let client = match client {
+                Some(client) => client,
+                None => composio_client(config, Some(&metrics))?,
+            };
             let config = config.clone();
             let tracker = Arc::clone(&tracker);
             let senders = Senders {
