@@ -643,3 +643,60 @@ async fn a_thousand_users_fit_in_a_stated_memory_bound() -> anyhow::Result<()> {
     assert!(gateway.process.terminate().await?.success());
     Ok(())
 }
+
+/// `auth.mode = "header"`: the user comes from `x-toolgate-user`, accepted only with the
+/// shared token (none or a wrong one: 401); two users get their own links and sessions.
+#[tokio::test(flavor = "multi_thread")]
+async fn header_mode_takes_the_user_only_with_the_shared_token() -> anyhow::Result<()> {
+    const SHARED: &str = "shared-backend-token-0123456789";
+    let sandbox = sandbox()?;
+    let mut env = composio_env(&sandbox, "unused");
+    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
+    for (name, value) in [
+        ("TOOLGATE_AUTH_MODE", "header"),
+        ("TOOLGATE_TOKEN", SHARED),
+        ("TOOLGATE_REQUIRE", "gmail"),
+        ("TOOLGATE_SESSION_KEY", SESSION_KEY),
+    ] {
+        env.push((name.into(), value.into()));
+    }
+    let mut gateway = Gateway::start(&[], &env).await?;
+    let as_user = |user: &str, token: Option<&str>| {
+        let mut client = RawMcp::new(&gateway.mcp_url());
+        client.extra = vec![("x-toolgate-user".into(), user.to_owned())];
+        if let Some(token) = token {
+            client
+                .extra
+                .push(("Authorization".into(), format!("Bearer {token}")));
+        }
+        client
+    };
+    let carol = initialized(as_user("carol", Some(SHARED))).await?;
+    let dave = initialized(as_user("dave", Some(SHARED))).await?;
+    let (carol_link, dave_link) = (blocked_link(&carol).await?, blocked_link(&dave).await?);
+    assert_ne!(
+        carol_link, dave_link,
+        "each user gets their own Connect Link"
+    );
+    for token in [None, Some("wrong-backend-token-0123456789")] {
+        let answer = as_user("carol", token)
+            .post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}))
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 401, "{token:?}");
+    }
+    let mut thief = as_user("dave", Some(SHARED));
+    thief.session = carol.session.clone();
+    let stolen = thief
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .send()
+        .await?;
+    assert_eq!(stolen.status(), 404);
+    answer_link(&sandbox, &carol_link, "allow").await?;
+    passes(&carol).await?;
+    let still = call_tool(&dave, 9, "SANDBOX_ECHO", json!({"message": "x"})).await?;
+    assert_eq!(still["result"]["isError"], true, "{still}");
+    assert!(gateway.process.terminate().await?.success());
+    assert_no_key("stderr", &gateway.process.stderr());
+    Ok(())
+}
