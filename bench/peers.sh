@@ -175,7 +175,7 @@ sandbox_session() { # USER -> the MCP URL of a new tool-router session
 
 {
   echo "# $(date -u) $(uname -srm)"
-  echo "# commit: $(git rev-parse HEAD) ($(git log -1 --format=%s | cut -c1-80))"
+  echo "# commit: $(git rev-parse HEAD) ($(git log -1 --format=%s | cut -c1-80)); binary built from: ${BIN_COMMIT:-the same}"
   echo "# main: $(git rev-parse main 2>/dev/null || echo '?')  dirty: $(git status --porcelain -- crates Cargo.lock | wc -l) files"
   echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
   echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
