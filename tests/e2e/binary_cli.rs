@@ -213,12 +213,7 @@ async fn connect_answering(
     sandbox: &toolgate_sandbox::Sandbox,
     verb: &str,
 ) -> anyhow::Result<(i32, String)> {
-    let mut command = std::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = toolgate_tests::toolgate_command()?;
     command.envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut child = tokio::process::Command::from(command)
         .args(["connect", "gmail", "--timeout", "60s"])
@@ -249,12 +244,7 @@ async fn demo_prints_url_snippets_and_links() -> anyhow::Result<()> {
     let port = toolgate_tests::free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let sandbox_listen = format!("127.0.0.1:{}", toolgate_tests::free_port()?);
-    let mut command = std::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = toolgate_tests::toolgate_command()?;
     // Files rather than pipes: the demo runs until we stop it, and we read as it writes.
     let stdout_file = tempfile::NamedTempFile::new()?;
     let stderr_file = tempfile::NamedTempFile::new()?;
@@ -307,11 +297,7 @@ async fn demo_prints_url_snippets_and_links() -> anyhow::Result<()> {
         .find(|line| line.contains(" status --user-id"))
         .context("no status command line")?;
     let mut shell = std::process::Command::new("sh");
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            shell.env_remove(name);
-        }
-    }
+    toolgate_tests::without_caller_config(&mut shell);
     shell.args(["-c", status_line.trim()]);
     let output = tokio::task::spawn_blocking(move || shell.output()).await??;
     let status_out = String::from_utf8_lossy(&output.stdout);

@@ -420,12 +420,7 @@ async fn configured_callback_url_keeps_its_query() -> anyhow::Result<()> {
     ));
     env.push(("TOOLGATE_LISTEN".into(), format!("127.0.0.1:{port}")));
     // Not `Gateway::start`: it passes `--listen 127.0.0.1:0`, and the callback names a port.
-    let mut command = tokio::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = tokio::process::Command::from(toolgate_tests::toolgate_command()?);
     command
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .arg("serve");

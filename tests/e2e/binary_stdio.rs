@@ -14,12 +14,7 @@ use toolgate_tests::stdio::LineChild;
 #[tokio::test(flavor = "multi_thread")]
 async fn stdio_composio_mode_gates_calls() -> anyhow::Result<()> {
     let sandbox = sandbox()?;
-    let mut command = tokio::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = tokio::process::Command::from(toolgate_tests::toolgate_command()?);
     command
         .envs(composio_env(&sandbox, "stdio-user"))
         .env("TOOLGATE_REQUIRE", "gmail")

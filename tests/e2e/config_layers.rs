@@ -10,12 +10,7 @@ fn config(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> anyhow::Result<(i32, String, String)> {
-    let mut command = std::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = toolgate_tests::toolgate_command()?;
     command
         .arg("config")
         .args(args)

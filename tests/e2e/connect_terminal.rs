@@ -55,12 +55,7 @@ async fn connect_on_a_terminal_ends_with_lines_that_stay() -> anyhow::Result<()>
     vars.retain(|(name, _)| name != "TOOLGATE_LOG_LEVEL");
     vars.push(("TERM".into(), "xterm-256color".into()));
     let (master, slave) = pty()?;
-    let mut command = std::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = toolgate_tests::toolgate_command()?;
     command
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args(["connect", "gmail,github", "--timeout", "60s"])

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context as _, bail, ensure};
 
@@ -24,12 +23,7 @@ const PROBE_KEY: &str = "zz_docs_probe_key";
 
 /// The binary with no `TOOLGATE_*`/`COMPOSIO_*` variables of the caller, run in `dir`.
 fn toolgate(dir: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    let mut command = Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = toolgate_tests::toolgate_command()?;
     command
         .args(args)
         .current_dir(dir)

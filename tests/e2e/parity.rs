@@ -88,12 +88,7 @@ async fn http_answers(sandbox: &Sandbox) -> anyhow::Result<Vec<String>> {
 }
 
 async fn stdio_answers(sandbox: &Sandbox) -> anyhow::Result<Vec<String>> {
-    let mut command = tokio::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = tokio::process::Command::from(toolgate_tests::toolgate_command()?);
     command
         .envs(composio_env(sandbox, "parity-stdio"))
         .env("TOOLGATE_REQUIRE", "gmail")

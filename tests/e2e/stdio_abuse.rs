@@ -158,12 +158,7 @@ async fn nested_lines_100k_deep_are_invalid_requests_in_generic_mode() -> anyhow
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_lines_100k_deep_are_invalid_requests_in_composio_mode() -> anyhow::Result<()> {
     let sandbox = sandbox()?;
-    let mut command = tokio::process::Command::new(toolgate_tests::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = tokio::process::Command::from(toolgate_tests::toolgate_command()?);
     command
         .envs(composio_env(&sandbox, "stdio-abuse"))
         .env("TOOLGATE_LISTEN", "127.0.0.1:0")

@@ -65,12 +65,7 @@ pub fn composio_env(sandbox: &Sandbox, user: &str) -> Vec<(String, String)> {
 }
 
 fn clean_command(envs: &[(String, String)]) -> anyhow::Result<std::process::Command> {
-    let mut command = std::process::Command::new(crate::toolgate_bin()?);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = crate::toolgate_command()?;
     for (name, value) in envs {
         command.env(name, value);
     }

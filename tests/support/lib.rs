@@ -22,6 +22,24 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// Drops the caller's `TOOLGATE_*` and `COMPOSIO_*` variables from `command`, so the process
+/// sees only the configuration its test gives it (a developer's shell may set either).
+pub fn without_caller_config(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TOOLGATE_") || name.starts_with("COMPOSIO_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The built `toolgate` binary as a command, without the caller's configuration variables.
+pub fn toolgate_command() -> anyhow::Result<std::process::Command> {
+    let mut command = std::process::Command::new(toolgate_bin()?);
+    without_caller_config(&mut command);
+    Ok(command)
+}
+
 /// The built `toolgate` binary: `$TOOLGATE_BIN`, else `<root>/target/debug/toolgate`.
 pub fn toolgate_bin() -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("TOOLGATE_BIN")
