@@ -71,3 +71,41 @@ pub trait ToolPolicy: Send + Sync + 'static {
 pub struct AllPending;
 
 impl ToolPolicy for AllPending {}
+
+/// The policy the gatekeeper's and the faces' unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use futures_util::future::BoxFuture;
+
+    use super::{ToolCall, ToolPolicy};
+    use crate::gate::{GateState, PendingToolkit};
+
+    /// Blocks only `send_mail` calls while the gate is closed, and hands the answers to calls
+    /// of the `reviewed` tool to `review` (its `Some` replaces the answer with a blocked one).
+    pub(crate) struct MailOnly {
+        pub(crate) reviewed: &'static str,
+        pub(crate) review: fn(&[u8]) -> Option<Vec<PendingToolkit>>,
+    }
+
+    impl ToolPolicy for MailOnly {
+        fn blocking(&self, call: ToolCall<'_>, gate: &GateState) -> Vec<PendingToolkit> {
+            match (gate, call.name) {
+                (GateState::Closed { pending }, Some("send_mail")) => pending.clone(),
+                _ => Vec::new(),
+            }
+        }
+        fn reviews_results(&self) -> bool {
+            true
+        }
+        fn wants_result(&self, call: ToolCall<'_>) -> bool {
+            call.name == Some(self.reviewed)
+        }
+        fn review_result<'a>(
+            &'a self,
+            _call: ToolCall<'a>,
+            response: &'a [u8],
+        ) -> BoxFuture<'a, Option<Vec<PendingToolkit>>> {
+            Box::pin(std::future::ready((self.review)(response)))
+        }
+    }
+}

@@ -23,7 +23,8 @@ use super::*;
 use crate::events::{NoEvents, ProxyEvents, RequestRecord};
 use crate::gate::PendingToolkit;
 use crate::mcp::error;
-use crate::mcp::policy::{AllPending, ToolCall, ToolPolicy};
+use crate::mcp::policy::testing::MailOnly;
+use crate::mcp::policy::{AllPending, ToolPolicy};
 
 type Body = BoxBody<Bytes, Infallible>;
 /// Feeds frames into a streaming (SSE) response body.
@@ -1243,31 +1244,6 @@ async fn a_listening_client_gets_its_session_restored_without_sending_anything()
     h.close().await.unwrap();
 }
 
-/// Blocks only `send_mail` while closed; replaces the answer to `missing` after review.
-struct TestPolicy;
-
-impl ToolPolicy for TestPolicy {
-    fn blocking(&self, call: ToolCall<'_>, gate: &GateState) -> Vec<PendingToolkit> {
-        match (gate, call.name) {
-            (GateState::Closed { pending }, Some("send_mail")) => pending.clone(),
-            _ => Vec::new(),
-        }
-    }
-    fn reviews_results(&self) -> bool {
-        true
-    }
-    fn wants_result(&self, call: ToolCall<'_>) -> bool {
-        call.name == Some("missing")
-    }
-    fn review_result<'a>(
-        &'a self,
-        _call: ToolCall<'a>,
-        _response: &'a [u8],
-    ) -> futures_util::future::BoxFuture<'a, Option<Vec<PendingToolkit>>> {
-        Box::pin(async { Some(vec![gmail()]) })
-    }
-}
-
 #[tokio::test]
 async fn the_tool_policy_decides_which_calls_block_and_reviews_results() {
     let (fake, url, _server) = Fake::start(false, StatusCode::NOT_FOUND).await;
@@ -1279,7 +1255,11 @@ async fn the_tool_policy_decides_which_calls_block_and_reviews_results() {
         closed,
         StdioConfig::default(),
         Arc::new(NoEvents),
-        Arc::new(TestPolicy),
+        Arc::new(MailOnly {
+            // Every answer to `missing` becomes a blocked one naming gmail.
+            reviewed: "missing",
+            review: |_| Some(vec![gmail()]),
+        }),
     );
     h.handshake(json!({})).await;
     h.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_mail"}}))

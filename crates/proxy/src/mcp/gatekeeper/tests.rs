@@ -10,6 +10,7 @@ use super::*;
 use crate::events::NoEvents;
 use crate::mcp::error::{INVALID_REQUEST, UNAVAILABLE, URL_ELICITATION_REQUIRED};
 use crate::mcp::policy::AllPending;
+use crate::mcp::policy::testing::MailOnly;
 
 fn toolkit(slug: &str, url: Option<&str>) -> PendingToolkit {
     PendingToolkit {
@@ -45,28 +46,14 @@ const HOLD: WaitMode = WaitMode::Hold {
 
 /// Blocks only `send_mail` calls while closed; reviews `search` results, replacing any whose
 /// text says "not connected" with a blocked answer naming `github`.
-struct MailOnly;
-
-impl ToolPolicy for MailOnly {
-    fn blocking(&self, call: ToolCall<'_>, gate: &GateState) -> Vec<PendingToolkit> {
-        match (gate, call.name) {
-            (GateState::Closed { pending }, Some("send_mail")) => pending.clone(),
-            _ => Vec::new(),
-        }
-    }
-    fn reviews_results(&self) -> bool {
-        true
-    }
-    fn wants_result(&self, call: ToolCall<'_>) -> bool {
-        call.name == Some("search")
-    }
-    fn review_result<'a>(
-        &'a self,
-        _call: ToolCall<'a>,
-        response: &'a [u8],
-    ) -> BoxFuture<'a, Option<Vec<PendingToolkit>>> {
-        let missing = String::from_utf8_lossy(response).contains("not connected");
-        Box::pin(async move { missing.then(|| vec![toolkit("github", Some("https://c/ln_gh"))]) })
+fn mail_only() -> MailOnly {
+    MailOnly {
+        reviewed: "search",
+        review: |response| {
+            String::from_utf8_lossy(response)
+                .contains("not connected")
+                .then(|| vec![toolkit("github", Some("https://c/ln_gh"))])
+        },
     }
 }
 
@@ -297,7 +284,7 @@ fn rows() -> Vec<Row> {
             vec![(0, Expect::Error(UNAVAILABLE))],
         ),
         Row {
-            policy: Arc::new(MailOnly),
+            policy: Arc::new(mail_only()),
             ..row(
                 "policy: another tool passes a closed gate",
                 closed(),
@@ -306,7 +293,7 @@ fn rows() -> Vec<Row> {
             )
         },
         Row {
-            policy: Arc::new(MailOnly),
+            policy: Arc::new(mail_only()),
             ..row(
                 "policy: its tool is blocked",
                 closed(),
@@ -315,7 +302,7 @@ fn rows() -> Vec<Row> {
             )
         },
         Row {
-            policy: Arc::new(MailOnly),
+            policy: Arc::new(mail_only()),
             wait: HOLD,
             context: CallContext::default(),
             changes: vec![(
@@ -473,7 +460,7 @@ async fn results_are_reviewed_only_when_the_policy_asks() {
         gate_rx,
         upstream_rx,
         WaitMode::Off,
-        Arc::new(MailOnly),
+        Arc::new(mail_only()),
         events,
     );
     let search = Bytes::from(call(json!("s-1"), "search").to_string());
