@@ -130,7 +130,7 @@ pub(crate) fn app(config: &Config, wiring: &Wiring, metrics: Metrics) -> Result<
         status: wiring.status_rx.clone(),
         actions: wiring.actions.clone(),
         metrics,
-        csrf_token: web::new_csrf_token(),
+        csrf_token: web::single_user_csrf_token(&config.session_key, config.user_id.as_deref()),
         gateway,
         callback_wait: web::CALLBACK_CONFIRM_WAIT,
         multi,

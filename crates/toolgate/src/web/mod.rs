@@ -91,7 +91,7 @@ pub(crate) struct App {
     pub(crate) actions: Arc<dyn Actions>,
     /// Metrics registry for `/metrics`.
     pub(crate) metrics: Metrics,
-    /// Per-process CSRF token for state-changing forms.
+    /// The single-user pages' CSRF token for state-changing forms ([`single_user_csrf_token`]).
     pub(crate) csrf_token: String,
     /// The MCP endpoint (the proxy library's gateway), mounted at its own path.
     pub(crate) gateway: Gateway,
@@ -119,6 +119,21 @@ pub(crate) fn new_csrf_token() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The single-user pages' CSRF token. With a `session_key` it is the user's form tag, the same
+/// on every replica, so a form one replica served can be posted to another (replicas share no
+/// state); without one, a random token that holds on this process only.
+pub(crate) fn single_user_csrf_token(
+    session_key: &[secrecy::SecretString],
+    user: Option<&str>,
+) -> String {
+    match user {
+        Some(user) if !session_key.is_empty() => {
+            signed::LinkSigner::new(session_key).tag(signed::Purpose::Form, user)
+        }
+        _ => new_csrf_token(),
+    }
 }
 
 fn full(body: impl Into<Bytes>) -> Body {

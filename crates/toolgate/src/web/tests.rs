@@ -72,6 +72,10 @@ struct Running {
 }
 
 async fn start(token: Option<&str>, view: StatusView) -> Running {
+    start_with_csrf(token, view, new_csrf_token()).await
+}
+
+async fn start_with_csrf(token: Option<&str>, view: StatusView, csrf_token: String) -> Running {
     let (status_tx, status_rx) = watch::channel(view);
     let actions = Arc::new(FakeActions {
         status: status_tx.clone(),
@@ -101,7 +105,7 @@ async fn start(token: Option<&str>, view: StatusView) -> Running {
         status: status_rx,
         actions: actions.clone(),
         metrics: Metrics::new(),
-        csrf_token: new_csrf_token(),
+        csrf_token,
         gateway,
         callback_wait: Duration::from_millis(300),
         multi: None,
@@ -240,30 +244,28 @@ async fn connections_page_host_and_origin_rules() {
 #[tokio::test]
 async fn disconnect_needs_confirmation_and_csrf() {
     let app = start(None, connected_view()).await;
-    let confirm = app.get("/connections/disconnect?toolkit=gmail").await;
-    assert_eq!(confirm.status(), 200);
-    let html = confirm.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    assert_eq!(
+        app.get("/connections/disconnect?toolkit=gmail")
+            .await
+            .status(),
+        200
+    );
+    let csrf = form_csrf(&app).await;
     assert!(
         app.actions.disconnected.lock().unwrap().is_empty(),
         "GET changes nothing"
     );
 
-    let post = |csrf: String| {
-        app.client
-            .post(format!("{}/connections/disconnect", app.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("toolkit=gmail&csrf={csrf}"))
-            .send()
-    };
-    assert_eq!(post("forged".into()).await.unwrap().status(), 403);
+    assert_eq!(post_disconnect(&app, "forged").await, 403);
     assert!(app.actions.disconnected.lock().unwrap().is_empty());
-    let done = post(csrf).await.unwrap();
+    let done = app
+        .client
+        .post(format!("{}/connections/disconnect", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("toolkit=gmail&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), 303);
     assert_eq!(
         done.headers()["location"],
@@ -291,6 +293,56 @@ async fn disconnect_needs_confirmation_and_csrf() {
         404
     );
     app.stop().await;
+}
+
+/// The CSRF token in a confirm page's form.
+async fn form_csrf(app: &Running) -> String {
+    let html = app
+        .get("/connections/disconnect?toolkit=gmail")
+        .await
+        .text()
+        .await
+        .unwrap();
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+async fn post_disconnect(app: &Running, csrf: &str) -> reqwest::StatusCode {
+    app.client
+        .post(format!("{}/connections/disconnect", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("toolkit=gmail&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_form_served_by_one_replica_posts_to_another_with_the_same_session_key() {
+    let key = [SecretString::from("0123456789abcdef0123456789abcdef")];
+    let other_key = [SecretString::from("fedcba9876543210fedcba9876543210")];
+    let token = |keys: &[SecretString]| single_user_csrf_token(keys, Some("alice"));
+    let first = start_with_csrf(None, connected_view(), token(&key)).await;
+    let second = start_with_csrf(None, connected_view(), token(&key)).await;
+    let rotated_away = start_with_csrf(None, connected_view(), token(&other_key)).await;
+    let keyless = start_with_csrf(None, connected_view(), token(&[])).await;
+
+    let csrf = form_csrf(&first).await;
+    assert_eq!(post_disconnect(&rotated_away, &csrf).await, 403);
+    assert_eq!(post_disconnect(&keyless, &csrf).await, 403);
+    assert_eq!(post_disconnect(&second, &csrf).await, 303);
+    assert_eq!(*second.actions.disconnected.lock().unwrap(), ["gmail"]);
+    // Without a session key each process has its own random token.
+    assert_ne!(form_csrf(&keyless).await, token(&[]));
+    // Another user's tag never passes for this one.
+    assert_ne!(single_user_csrf_token(&key, Some("bob")), csrf);
+    for app in [first, second, rotated_away, keyless] {
+        app.stop().await;
+    }
 }
 
 #[tokio::test]
