@@ -395,7 +395,8 @@ async fn each_user_has_their_own_connections_page() -> anyhow::Result<()> {
 
 /// Three `toolgate serve` replicas of one user with one `session_key`; a client sends each
 /// request to the next replica in turn: initialize → list → blocked → connect → call; one
-/// replica is killed mid-session and the session goes on through the others.
+/// replica is killed mid-session and the session goes on through the others. A client's URL
+/// elicitation capability, declared on one replica, holds on the others.
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_serve_one_session_round_robin() -> anyhow::Result<()> {
     let sandbox = sandbox()?;
@@ -429,6 +430,14 @@ async fn replicas_serve_one_session_round_robin() -> anyhow::Result<()> {
     assert!(list.text().await?.contains("SANDBOX_ECHO"));
     next(&mut client);
     let link = blocked_link(&client).await?;
+    // A client that declared URL elicitation at `initialize` on one replica gets the URL
+    // elicitation (-32042) for a blocked call on another: the sealed id carries it.
+    let mut eliciting = RawMcp::new(&urls[0]);
+    eliciting.capabilities = json!({"elicitation": {"url": {}}});
+    eliciting.initialize().await?;
+    eliciting.url = urls[1].clone();
+    let answer = call_tool(&eliciting, 9, "SANDBOX_ECHO", json!({"message": "hi"})).await?;
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
     answer_link(&sandbox, &link, "allow").await?;
 
     // Replica 0, which made the session, dies; the session continues on 1 and 2.

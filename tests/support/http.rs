@@ -214,6 +214,8 @@ pub struct RawMcp {
     pub extra: Vec<(String, String)>,
     /// The protocol version offered at `initialize` and sent after it.
     pub protocol_version: String,
+    /// The client capabilities declared at `initialize`.
+    pub capabilities: serde_json::Value,
 }
 
 impl RawMcp {
@@ -224,6 +226,7 @@ impl RawMcp {
             session: None,
             extra: Vec::new(),
             protocol_version: "2025-11-25".to_owned(),
+            capabilities: serde_json::json!({}),
         }
     }
 
@@ -249,7 +252,7 @@ impl RawMcp {
     /// `initialize` + `notifications/initialized`; remembers the session id.
     pub async fn initialize(&mut self) -> anyhow::Result<()> {
         let init = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-            "protocolVersion": self.protocol_version,"capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}});
+            "protocolVersion": self.protocol_version,"capabilities": self.capabilities,"clientInfo":{"name":"e2e","version":"0"}}});
         let response = self.post(&init).send().await?;
         if !response.status().is_success() {
             bail!("initialize answered {}", response.status());

@@ -21,7 +21,9 @@
 //!   answered whole (splitting a batch and merging two answer streams would be the only
 //!   alternative, and batches disappeared in 2025-06-18).
 //! - The only per-session state is whether a session's client declared URL elicitation at
-//!   `initialize`, in a bounded map; losing it only changes the form of a blocked answer.
+//!   `initialize`, in a bounded map; losing it only changes the form of a blocked answer. A
+//!   front that seals session ids carries it in the sealed id and restores it here
+//!   ([`Gateway::remember_url_elicitation`]), so every replica answers alike.
 //! - A body over the cap is read on and discarded up to [`DRAIN_LIMIT_FACTOR`] times the cap
 //!   before the 413 JSON-RPC error is sent, so a client still sending does not get a broken
 //!   pipe and loses nothing but that request.
@@ -204,6 +206,19 @@ impl Gateway {
     /// from the same one, see [`crate::access::Access::new`]).
     pub fn config(&self) -> &ProxyConfig {
         &self.inner.config
+    }
+
+    /// Whether the client of upstream session `session` declared URL elicitation at
+    /// `initialize`, as far as this gateway remembers.
+    pub fn declares_url_elicitation(&self, session: &str) -> bool {
+        self.inner.url_elicitation_sessions.contains(session)
+    }
+
+    /// Records that the client of upstream session `session` declared URL elicitation (a
+    /// front restoring what a sealed session id carries, on a replica that never saw the
+    /// session's `initialize`).
+    pub fn remember_url_elicitation(&self, session: &str) {
+        self.inner.url_elicitation_sessions.insert(session);
     }
 
     /// The events hook this gateway reports to.

@@ -137,6 +137,11 @@ impl MultiUser {
             if parts.route_key != route.route_key {
                 return unknown_session();
             }
+            if parts.url_elicitation
+                && let Some(upstream) = &parts.upstream_session
+            {
+                route.gateway.remember_url_elicitation(upstream);
+            }
             if set_upstream_session(request.headers_mut(), parts.upstream_session).is_err() {
                 return unknown_session();
             }
@@ -198,6 +203,7 @@ fn seal_response(keys: &SessionKeys, user: &UserId, route: &Route, headers: &mut
             user: user.clone(),
             route_key: route.route_key.clone(),
             upstream_session: Some(upstream.to_owned()),
+            url_elicitation: route.gateway.declares_url_elicitation(upstream),
         })
     });
     match sealed.and_then(|sealed| HeaderValue::from_str(&sealed).ok()) {

@@ -1,6 +1,7 @@
 //! Sealed session ids: with a `session_key`, toolgate hands clients its own `Mcp-Session-Id`,
-//! an AEAD seal of (user, route key, upstream session id), so any replica holding the key can
-//! serve any request of any session without a shared store.
+//! an AEAD seal of (user, route key, upstream session id, whether the client declared URL
+//! elicitation), so any replica holding the key can serve any request of any session, blocked
+//! calls answered alike, without a shared store.
 //!
 //! XChaCha20-Poly1305 with a random 192-bit nonce per seal (random nonces are safe at that
 //! size, so replicas need no counter). The AEAD key is SHA-256 of a domain label and the
@@ -37,6 +38,9 @@ const VERSION: u8 = 1;
 /// The domain label hashed with the secret into the AEAD key.
 const KEY_LABEL: &[u8] = b"toolgate session id v1\0";
 
+/// Bit of the flags byte: the client declared URL elicitation.
+const FLAG_URL_ELICITATION: u8 = 1;
+
 /// Longest value [`SessionKeys::open`] looks at: bounds the work a hostile header can cause.
 const MAX_SEALED_LEN: usize = 4096;
 
@@ -50,6 +54,9 @@ pub struct SessionParts {
     pub route_key: String,
     /// The upstream's own `Mcp-Session-Id`, when it issued one.
     pub upstream_session: Option<String>,
+    /// The session's client declared URL-mode elicitation at `initialize`, so a blocked call
+    /// is answered with a URL elicitation on whichever replica it lands.
+    pub url_elicitation: bool,
 }
 
 /// A session id that does not open for this caller (see the module docs).
@@ -174,7 +181,9 @@ impl SessionKeys {
     }
 }
 
-/// `len (u16 BE) | bytes` per field; the upstream id is preceded by a presence byte.
+/// `len (u16 BE) | bytes` per field; the upstream id is preceded by a presence byte; a last
+/// flags byte (bit 0: URL elicitation) is written only when a flag is set, so ids sealed
+/// before it existed still open.
 fn encode(parts: &SessionParts) -> Vec<u8> {
     let mut out = Vec::new();
     put(&mut out, parts.user.as_str());
@@ -185,6 +194,9 @@ fn encode(parts: &SessionParts) -> Vec<u8> {
             put(&mut out, id);
         }
         None => out.push(0),
+    }
+    if parts.url_elicitation {
+        out.push(FLAG_URL_ELICITATION);
     }
     out
 }
@@ -208,10 +220,16 @@ fn decode(mut bytes: &[u8]) -> Option<SessionParts> {
         1 => Some(take(&mut bytes)?.to_owned()),
         _ => return None,
     };
-    bytes.is_empty().then_some(SessionParts {
+    let url_elicitation = match bytes {
+        [] => false,
+        [FLAG_URL_ELICITATION] => true,
+        _ => return None,
+    };
+    Some(SessionParts {
         user,
         route_key,
         upstream_session,
+        url_elicitation,
     })
 }
 
@@ -240,6 +258,7 @@ mod tests {
             user: UserId::new(user).unwrap(),
             route_key: "trs_abc".to_owned(),
             upstream_session: upstream.map(str::to_owned),
+            url_elicitation: false,
         }
     }
 
@@ -255,6 +274,26 @@ mod tests {
             let id = sealing.seal(&alice);
             assert!(id.bytes().all(|b| b.is_ascii_graphic()), "{id}");
             assert_eq!(other_replica.open_for(&id, &alice.user).unwrap(), alice);
+        }
+    }
+
+    #[test]
+    fn the_url_elicitation_flag_travels_and_ids_without_it_still_open() {
+        let keys = keys(&[KEY_A]);
+        let declared = SessionParts {
+            url_elicitation: true,
+            ..parts("alice", Some("s1"))
+        };
+        assert_eq!(keys.open(&keys.seal(&declared)).unwrap(), declared);
+        // The format without the flags byte (what earlier versions sealed) reads as "not declared".
+        let plain = parts("alice", None);
+        assert_eq!(encode(&plain).last(), Some(&0));
+        assert_eq!(keys.open(&keys.seal(&plain)).unwrap(), plain);
+        // An unknown flag, or trailing bytes, never opens.
+        for tail in [&[2u8][..], &[1, 0]] {
+            let mut bytes = encode(&plain);
+            bytes.extend_from_slice(tail);
+            assert_eq!(decode(&bytes), None, "{tail:?}");
         }
     }
 
