@@ -15,6 +15,7 @@ mod docs;
 mod docs_grafana;
 mod http_serve;
 mod multiuser;
+mod oauth;
 mod parity;
 mod parity_body_cap;
 mod sandbox;

@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 peers=${TOOLGATE_PEERS:-$root/target/peers}
-pins="$root/tests/peers/package.json $root/tests/peers/requirements.txt $0"
+pins="$root/tests/peers/package.json $root/tests/peers/package-lock.json $root/tests/peers/requirements.txt $0"
 # The browser test drives Debian's Chromium headless (not an npm download of a browser).
 if ! command -v chromium >/dev/null 2>&1; then
   echo "peers: installing chromium (apt)" >&2
@@ -18,8 +18,9 @@ if [ -f "$peers/.stamp" ] && [ "$(cat "$peers/.stamp")" = "$stamp_want" ]; then
   exit 0
 fi
 mkdir -p "$peers/node"
-echo "peers: installing npm packages (pinned in tests/peers/package.json)" >&2
-cp "$root/tests/peers/package.json" "$peers/node/package.json"
+echo "peers: installing npm packages (pinned in tests/peers/package.json and its lock)" >&2
+# The lock pins the packages' own dependencies too; npm fetches each by name from the registry.
+cp "$root/tests/peers/package.json" "$root/tests/peers/package-lock.json" "$peers/node/"
 (cd "$peers/node" && npm install --no-audit --no-fund --loglevel=error)
 echo "peers: installing Python packages (pinned in tests/peers/requirements.txt)" >&2
 python3 -m venv "$peers/venv"

@@ -86,12 +86,19 @@ impl Gateway {
     /// Starts `toolgate serve --listen 127.0.0.1:0 <args>` with exactly `envs` (inherited
     /// `TOOLGATE_*`/`COMPOSIO_*` variables removed).
     pub async fn start(args: &[&str], envs: &[(String, String)]) -> anyhow::Result<Self> {
+        Self::start_on("127.0.0.1:0", args, envs).await
+    }
+
+    /// [`Gateway::start`] on `listen`, for a test whose configuration must name the port
+    /// before the gateway starts (e.g. `auth.jwt.resource`).
+    pub async fn start_on(
+        listen: &str,
+        args: &[&str],
+        envs: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let command = clean_command(envs)?;
         let mut command = Command::from(command);
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args);
+        command.arg("serve").args(["--listen", listen]).args(args);
         let mut process = Process::spawn("toolgate serve", command)?;
         let line = process
             .wait_for_line(|line| line.contains("toolgate: listening on "))
