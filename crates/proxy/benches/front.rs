@@ -1,0 +1,84 @@
+//! What the multi-user front adds to a request, piece by piece: the tokens-mode identity check
+//! (at 2 and at 10,000 users), and opening and sealing a session id. `cargo bench -p
+//! toolgate-proxy --bench front`; numbers and method are in BENCHMARKS.md ("Multi-user front").
+//! The end-to-end p50 side by side with single-user mode is `bench/peers.sh`'s `multiuser`
+//! section; this one says where those microseconds go, without the network's noise.
+
+#![allow(clippy::print_stdout, reason = "the report on stdout is what a benchmark is for")]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use secrecy::SecretString;
+use toolgate_proxy::identity::tokens::TokenTable;
+use toolgate_proxy::identity::{Authenticator, TokenStore, UserId};
+use toolgate_proxy::seal::{SessionKeys, SessionParts};
+
+/// Rounds per measurement; the fastest is reported (the least disturbed by the machine).
+const ROUNDS: usize = 7;
+/// Operations per round.
+const OPS: u32 = 20_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    for users in [2, 1_000, 10_000] {
+        let (authenticator, token) = tokens_mode(users);
+        let headers = bearer_headers(&token);
+        report(&format!("identify, tokens mode, {users} users"), || {
+            runtime.block_on(async {
+                black_box(authenticator.identify(black_box(&headers)).await).ok();
+            });
+        });
+    }
+    let keys = SessionKeys::new(&[SecretString::from("0123456789abcdef0123456789abcdef")])
+        .expect("a 32-byte key");
+    let parts = SessionParts {
+        user: UserId::new("user-0000042").expect("a user id"),
+        route_key: "trs_0123456789abcdef".to_owned(),
+        upstream_session: Some("6f1d2c3b-4a59-4e8f-9a0b-1c2d3e4f5a6b".to_owned()),
+        url_elicitation: true,
+    };
+    let sealed = keys.seal(&parts);
+    report("seal a session id", || {
+        black_box(keys.seal(black_box(&parts)));
+    });
+    report("open a sealed session id for its user", || {
+        black_box(keys.open_for(black_box(&sealed), &parts.user)).ok();
+    });
+}
+
+/// A tokens-mode authenticator with `users` users, and the token of the last one.
+fn tokens_mode(users: usize) -> (Authenticator, String) {
+    let token = |index: usize| format!("token-of-user-{index:08}-0123456789abcdef");
+    let text: String = (0..users)
+        .map(|index| format!("user-{index:08} {}\n", token(index)))
+        .collect();
+    let table = TokenTable::parse(&text).expect("a valid tokens file");
+    (
+        Authenticator::Tokens(TokenStore::new(table)),
+        token(users - 1),
+    )
+}
+
+fn bearer_headers(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let value = format!("Bearer {token}").parse().expect("a header value");
+    headers.insert(http::header::AUTHORIZATION, value);
+    headers
+}
+
+/// Prints the fastest round's time per operation.
+fn report(what: &str, mut op: impl FnMut()) {
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..OPS {
+            op();
+        }
+        best = best.min(started.elapsed() / OPS);
+    }
+    println!("{what:<45} {:>9.2} µs", best.as_secs_f64() * 1e6);
+}
