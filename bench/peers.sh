@@ -16,7 +16,9 @@
 #   oneshot   hyperfine: start -> initialize -> one call -> exit, each stdio bridge
 # Every answer is checked ("Echo: hi"); a run with a bad answer or a socket error is reported
 # as such and the summary counts them. The load average is recorded with every run.
-# Knobs: SECTIONS, HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD.
+# Knobs: SECTIONS, HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD,
+# TOOLGATE_BIN (a toolgate binary to measure instead of building one; implies SKIP_BUILD) and
+# BIN_COMMIT (the commit that binary was built from, for the header).
 # Not part of CI. Prints markdown tables at the end (bench/peers_report.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,7 +56,8 @@ has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 josh=$bp/josh/bin/mcp-proxy
 if [[ " $HTTP_PATHS " == *" josh "* ]] && { has http || has syscalls; } && { ! [ -x "$josh" ] || ! "$josh" --version 2>&1 | grep -q "$JOSH_VERSION"; }; then
   echo "bench: cargo install mcp-proxy $JOSH_VERSION (about 10 minutes of CPU)" >&2
-  CARGO_INCREMENTAL=0 nice cargo install --locked --version "$JOSH_VERSION" mcp-proxy --root "$bp/josh" >&2
+  # A target dir of its own, kept: an interrupted install resumes instead of starting over.
+  CARGO_TARGET_DIR=$bp/josh-target CARGO_INCREMENTAL=0 nice cargo install --locked --version "$JOSH_VERSION" mcp-proxy --root "$bp/josh" >&2
 fi
 if ! [ -f "$bp/node/.pins" ] || [ "$(cat "$bp/node/.pins")" != "$MCP_REMOTE_VERSION $SUPERGATEWAY_VERSION" ]; then
   mkdir -p "$bp/node"
@@ -75,11 +78,15 @@ everything=$peers/node/node_modules/.bin/mcp-server-everything
 
 # A target dir of its own, so the release build never holds the lock of the everyday one.
 bench_target=${BENCH_TARGET_DIR:-$root/target/bench}
-if [ -z "${SKIP_BUILD:-}" ]; then
-  echo "bench: building the release binary in $bench_target" >&2
-  cargo build --release --locked -p toolgate --target-dir "$bench_target" >&2
+if [ -n "${TOOLGATE_BIN:-}" ]; then
+  bin=$(realpath "$TOOLGATE_BIN")
+else
+  if [ -z "${SKIP_BUILD:-}" ]; then
+    echo "bench: building the release binary in $bench_target" >&2
+    cargo build --release --locked -p toolgate --target-dir "$bench_target" >&2
+  fi
+  bin=$bench_target/release/toolgate
 fi
-bin=$bench_target/release/toolgate
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }

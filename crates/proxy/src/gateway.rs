@@ -565,7 +565,7 @@ impl Gateway {
         let body = upstream_body.map_err(BoxError::from).boxed_unsync();
         let idle = self.inner.config.upstream_timeouts.body_idle;
         let body = if content_type_is(&upstream_parts.headers, TEXT_EVENT_STREAM) {
-            relay::sse(body, pending, url, idle)
+            relay::sse(body, pending, url, idle).await
         } else {
             match relay::hold(body, idle, &url).await {
                 Ok(body) => body,

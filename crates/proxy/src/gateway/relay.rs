@@ -13,10 +13,12 @@
 //!   resume from) the stream can end cleanly with one JSON-RPC error event for each request of
 //!   the POST still unanswered. Holding a partial event costs the client nothing: an SSE client
 //!   acts only on complete events.
-//! - Coalescing: after a frame arrives, every further frame that is *already* ready is taken
-//!   too (up to [`COALESCE_BYTES`]) and handed on as one, so an answer the upstream wrote in
-//!   three pieces costs one write; nothing ever waits for more, so a progress event still
-//!   leaves the moment it is complete.
+//! - Coalescing: after a frame arrives, every further frame that is *already* there is taken
+//!   too (up to [`COALESCE_BYTES`]) and handed on as one, the first ones together with the
+//!   client's head, so an answer the upstream wrote in three pieces costs one write. "Already
+//!   there" includes what the upstream connection's task has read but not yet decoded: the
+//!   relay yields one scheduler turn at a time for it while each turn brings more. Nothing
+//!   ever waits for the network, so a progress event still leaves the moment it is complete.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -48,15 +50,18 @@ pub(super) async fn hold(
 ) -> Result<ProxyBody, ErrorKind> {
     let mut held = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
-                return Err(ErrorKind::Timeout {
+        let next = match within_a_turn(&mut body).await {
+            Some(next) => next,
+            None => tokio::time::timeout(idle, body.frame())
+                .await
+                .map_err(|_| ErrorKind::Timeout {
                     url: url.to_owned(),
                     source: None,
-                });
-            }
-            Ok(None) => return Ok(full(held.freeze())),
-            Ok(Some(frame)) => frame.map_err(|error| broken(error, url))?,
+                })?,
+        };
+        let frame = match next {
+            None => return Ok(full(held.freeze())),
+            Some(frame) => frame.map_err(|error| broken(error, url))?,
         };
         if let Ok(data) = frame.into_data() {
             held.extend_from_slice(&data);
@@ -65,6 +70,27 @@ pub(super) async fn hold(
             return Ok(streamed_on(held.freeze(), body, idle));
         }
     }
+}
+
+/// The body's next frame if it is there now or one scheduler turn later, `None` if not.
+///
+/// The upstream connection's task decodes the next frame from what it has already read once
+/// the body asks for it, so one turn is usually enough, and then no idle timer is armed:
+/// registering one costs a wake of tokio's driver (an eventfd `write` and an extra
+/// `epoll_wait`) per answer. Nothing waits here for the network.
+async fn within_a_turn(body: &mut ProxyBody) -> Option<Option<Result<Frame<Bytes>, BoxError>>> {
+    let mut turned = false;
+    std::future::poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
+        Poll::Ready(next) => Poll::Ready(Some(next)),
+        Poll::Pending if turned => Poll::Ready(None),
+        Poll::Pending => {
+            turned = true;
+            // Woken at once: back of the run queue, behind the connection task.
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The held start of a large answer, then the rest as it comes, cut off after `idle` silence.
@@ -97,14 +123,18 @@ fn broken(error: BoxError, url: &str) -> ErrorKind {
 
 /// An SSE answer relayed event by event (see the module notes). `pending` are the ids of the
 /// POST's requests; GET streams have none.
-pub(super) fn sse(
+///
+/// What the upstream has already sent is gathered before this returns, so it leaves in the
+/// same write as the client's head; nothing waits for the network here.
+pub(super) async fn sse(
     body: ProxyBody,
     pending: Vec<Box<RawValue>>,
     url: String,
     drain_idle: Duration,
 ) -> ProxyBody {
-    SseRelay {
+    let mut relay = SseRelay {
         upstream: Some(body),
+        stash: Gathered::default(),
         buffer: BytesMut::new(),
         torn: false,
         resumable: false,
@@ -113,13 +143,16 @@ pub(super) fn sse(
         tail: None,
         drain_idle,
         url,
-    }
-    .boxed_unsync()
+    };
+    relay.settle_now().await;
+    relay.boxed_unsync()
 }
 
 struct SseRelay {
     /// `None` once the upstream's body ended (or broke).
     upstream: Option<ProxyBody>,
+    /// Complete events gathered for the next write.
+    stash: Gathered,
     /// Bytes of the event not yet complete.
     buffer: BytesMut,
     /// Part of an over-large event was already sent.
@@ -140,6 +173,61 @@ struct SseRelay {
 }
 
 impl SseRelay {
+    /// Takes every frame the upstream has ready into the stash. While frames keep coming it
+    /// yields one scheduler turn at a time (`Pending`, woken at once), because the upstream
+    /// connection's task decodes the next frame from what it already read only once this one
+    /// was taken: so an answer the upstream wrote in three pieces that arrived together
+    /// leaves in one write. `Ready` once a turn brought nothing, the upstream ended, or
+    /// [`COALESCE_BYTES`] are gathered; it never waits for the network.
+    fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut progressed = false;
+        while let Some(upstream) = self.upstream.as_mut() {
+            if self.stash.len() + self.buffer.len() >= COALESCE_BYTES {
+                return Poll::Ready(());
+            }
+            match Pin::new(upstream).poll_frame(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(frame))) => {
+                    progressed = true;
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
+                    if let Some(events) = self.take_in(&chunk) {
+                        self.stash.push(events);
+                    }
+                    if self.awaits_answers && self.pending.is_empty() {
+                        self.answered();
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => self.ended(Some(error)),
+                Poll::Ready(None) => self.ended(None),
+            }
+        }
+        if progressed && self.upstream.is_some() {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(())
+    }
+
+    /// [`Self::poll_settle`] before the client's head goes out, with one more turn when
+    /// nothing was there yet: the first frame is decoded only once the body was first asked.
+    async fn settle_now(&mut self) {
+        let mut turned = false;
+        std::future::poll_fn(|cx| {
+            if self.poll_settle(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if self.stash.len() == 0 && self.upstream.is_some() && !turned {
+                turned = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        })
+        .await;
+    }
+
     /// Takes in one chunk; returns the complete events it finished, if any.
     fn take_in(&mut self, chunk: &[u8]) -> Option<Bytes> {
         self.buffer.extend_from_slice(chunk);
@@ -248,32 +336,16 @@ impl Body for SseRelay {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let mut out = Gathered::default();
-
-        // Take what is ready, never wait for more (see the module notes).
-        while let Some(upstream) = this.upstream.as_mut() {
-            match Pin::new(upstream).poll_frame(cx) {
-                Poll::Pending => break,
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(chunk) = frame.into_data() else {
-                        continue;
-                    };
-                    if let Some(events) = this.take_in(&chunk) {
-                        out.push(events);
-                    }
-                    if this.awaits_answers && this.pending.is_empty() {
-                        this.answered();
-                    }
-                    if out.len() + this.buffer.len() >= COALESCE_BYTES {
-                        break;
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => this.ended(Some(error)),
-                Poll::Ready(None) => this.ended(None),
-            }
+        if this.poll_settle(cx).is_pending() {
+            return Poll::Pending;
         }
-        let ready = out.take().or_else(|| this.tail.take());
-        match ready {
+        if this.upstream.is_none()
+            && let Some(tail) = this.tail.take()
+        {
+            // The last events and the error events for what stayed unanswered: one write.
+            this.stash.push(tail);
+        }
+        match std::mem::take(&mut this.stash).take() {
             Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
             None if this.upstream.is_none() => Poll::Ready(None),
             None => Poll::Pending,
@@ -283,7 +355,7 @@ impl Body for SseRelay {
     /// True as soon as the upstream's end was seen and nothing is left to send, so the last
     /// events and the body's end leave in one write instead of two.
     fn is_end_stream(&self) -> bool {
-        self.upstream.is_none() && self.tail.is_none()
+        self.upstream.is_none() && self.tail.is_none() && self.stash.len() == 0
     }
 }
 
@@ -322,5 +394,122 @@ impl Gathered {
         } else {
             Some(self.more.freeze())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use tokio::sync::mpsc;
+
+    const PRIMING: &[u8] = b"data: \nid: 0/1\nretry: 3000\n\n";
+    const ANSWER: &[u8] = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+
+    /// An upstream body fed by the test, one frame per chunk sent.
+    fn fed() -> (mpsc::UnboundedSender<Bytes>, ProxyBody) {
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let frames = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+            .map(|chunk| Ok::<_, BoxError>(Frame::data(chunk)));
+        (tx, StreamBody::new(frames).boxed_unsync())
+    }
+
+    fn pending_one() -> Vec<Box<RawValue>> {
+        vec![RawValue::from_string("1".to_owned()).expect("an id")]
+    }
+
+    /// An upstream body like hyper's: each frame is there only one scheduler turn after
+    /// the previous one was taken (the connection task decodes it then).
+    struct OneTurnApart {
+        frames: std::collections::VecDeque<Bytes>,
+        turned: bool,
+    }
+
+    impl Body for OneTurnApart {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.turned = !self.turned;
+            if self.turned {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(self.frames.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pieces_already_there_leave_in_one_frame_with_the_end() {
+        let body = OneTurnApart {
+            frames: [PRIMING, &ANSWER[..10], &ANSWER[10..]]
+                .map(Bytes::from_static)
+                .into(),
+            turned: false,
+        };
+        let relay = sse(
+            body.boxed_unsync(),
+            pending_one(),
+            "u".to_owned(),
+            Duration::from_secs(1),
+        );
+        let mut relay = tokio::time::timeout(Duration::from_secs(1), relay)
+            .await
+            .expect("no wait");
+        let first = relay.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), [PRIMING, ANSWER].concat());
+        assert!(
+            relay.is_end_stream(),
+            "the answer ends the stream in the same write"
+        );
+        assert!(relay.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_leaves_without_waiting_for_the_next() {
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(PRIMING)).expect("open");
+        // Nothing more comes: `sse` must still return, with the first event ready at once.
+        let relay = sse(body, pending_one(), "u".to_owned(), Duration::from_secs(1));
+        let mut relay = tokio::time::timeout(Duration::from_secs(1), relay)
+            .await
+            .expect("no wait");
+        let first = tokio::time::timeout(Duration::from_secs(1), relay.frame()).await;
+        let first = first.expect("no wait").expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), PRIMING);
+        // A later event (a progress notification, say) leaves alone as soon as it is complete.
+        tx.send(Bytes::from_static(
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n",
+        ))
+        .expect("open");
+        let next = relay.frame().await.expect("a frame").expect("data");
+        assert!(next.into_data().expect("data").starts_with(b"data: {"));
+        assert!(!relay.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_answer_in_pieces_is_whole() {
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"{\"jsonrpc\":")).expect("open");
+        tx.send(Bytes::from_static(b"\"2.0\"}")).expect("open");
+        drop(tx);
+        let held = hold(body, Duration::from_secs(1), "u").await.expect("held");
+        let bytes = held.collect().await.expect("whole").to_bytes();
+        assert_eq!(bytes, &b"{\"jsonrpc\":\"2.0\"}"[..]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_answer_that_goes_silent_times_out() {
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(b"{\"jsonrpc\":")).expect("open");
+        let error = hold(body, Duration::from_secs(1), "u").await.err();
+        assert!(
+            matches!(error, Some(ErrorKind::Timeout { .. })),
+            "{error:?}"
+        );
+        drop(tx);
     }
 }

@@ -163,8 +163,11 @@ pub struct RequestBody<B = Incoming> {
     total: Duration,
     /// Overall deadline, fixed when the head was received.
     deadline: Instant,
-    /// Fires at the earlier of the idle and the overall deadline; created at the first poll.
+    /// Fires at the earlier of the idle and the overall deadline; created at the second
+    /// poll that finds nothing (see [`Self::poll_deadline`]).
     timer: Option<Pin<Box<Sleep>>>,
+    /// A poll already found nothing once.
+    waited: bool,
     idle_deadline: Instant,
     done: bool,
 }
@@ -181,6 +184,7 @@ impl<B> RequestBody<B> {
             deadline: now + total,
             timer: None,
             idle_deadline: now + idle,
+            waited: false,
             done: false,
         }
     }
@@ -196,7 +200,17 @@ impl<B> RequestBody<B> {
     }
 
     /// Polls the timer; `Some` with the error when a deadline has passed.
+    ///
+    /// The first time nothing is there, the task is only woken again instead: hyper hands
+    /// the body over from the connection's read buffer one turn later, so the timer would
+    /// almost never be needed, and registering it costs a wake of tokio's driver (an
+    /// eventfd `write` and an extra `epoll_wait`) per request. The deadlines are the same.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<BodyError> {
+        if !self.waited {
+            self.waited = true;
+            cx.waker().wake_by_ref();
+            return None;
+        }
         let next = self.idle_deadline.min(self.deadline);
         let timer = self
             .timer

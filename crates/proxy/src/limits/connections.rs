@@ -211,25 +211,46 @@ impl ConnectionSlot {
         }
     }
 
+    /// One timer for the connection's whole life, moved only when it fires before the
+    /// deadline or the deadline comes closer. Arming a new one after every request would
+    /// register a timer per request, and tokio wakes its own driver (an eventfd `write`, then
+    /// an extra `epoll_wait`) whenever a timer registers earlier than the driver's next wake.
     async fn idle_expired(&self) {
         let mut activity = self.shared.activity.subscribe();
+        let first = self.idle_deadline(&activity.borrow());
+        let timer = tokio::time::sleep_until(first.unwrap_or_else(|| self.earliest_deadline()));
+        tokio::pin!(timer);
         loop {
-            let now = *activity.borrow_and_update();
-            if now.in_flight > 0 {
-                // The sender lives in `self`, so `changed` cannot fail while we wait.
-                let _ = activity.changed().await;
-                continue;
+            if let Some(due) = self.idle_deadline(&activity.borrow_and_update())
+                && due < timer.deadline()
+            {
+                timer.as_mut().reset(due);
             }
-            let limit = if now.answered {
-                self.registry.idle_timeout
-            } else {
-                self.registry.header_timeout
-            };
             tokio::select! {
-                () = tokio::time::sleep_until(now.idle_since + limit) => return,
+                () = &mut timer => match self.idle_deadline(&activity.borrow()) {
+                    Some(due) if due <= Instant::now() => return,
+                    Some(due) => timer.as_mut().reset(due),
+                    // Busy: no deadline can fall before this one once it is idle again.
+                    None => timer.as_mut().reset(self.earliest_deadline()),
+                },
                 _ = activity.changed() => {}
             }
         }
+    }
+
+    /// When an idle connection must close; `None` while a request is in flight.
+    fn idle_deadline(&self, now: &Activity) -> Option<Instant> {
+        let limit = if now.answered {
+            self.registry.idle_timeout
+        } else {
+            self.registry.header_timeout
+        };
+        (now.in_flight == 0).then(|| now.idle_since + limit)
+    }
+
+    /// The soonest any idle deadline can be from now.
+    fn earliest_deadline(&self) -> Instant {
+        Instant::now() + self.registry.idle_timeout.min(self.registry.header_timeout)
     }
 }
 
