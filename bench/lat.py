@@ -3,6 +3,8 @@
 usage:
   lat.py stdio N WARMUP TOOL ARGS_JSON COMMAND [ARGS...]   SDK stdio client -> COMMAND (a bridge)
   lat.py http  N WARMUP TOOL ARGS_JSON URL [Name:Value...]  lean keep-alive HTTP client -> URL
+  lat.py rawstdio N WARMUP TOOL ARGS_JSON COMMAND [ARGS...] lean stdio client (JSON lines on
+                                                           pipes, no SDK) -> COMMAND
   lat.py oneshot TOOL ARGS_JSON COMMAND [ARGS...]           start, initialize, one call, exit
 
 `stdio` and `http` print one JSON line: {"p50": ms, "p90": ms, "p99": ms, "mean": ms, "n": N}.
@@ -11,7 +13,7 @@ Python allows (one persistent connection, no SDK), so `stdio - http` is what the
 plus the bridge add.
 
 CPU and memory of the process under test, over the N timed calls only (not the warm-up):
-- `stdio` measures the bridge it launched (every descendant of this client): "cpu_us" per call,
+- `stdio` and `rawstdio` measure the bridge they launched (every descendant of this client): "cpu_us" per call,
   "rss_idle_kib" after initialize and "rss_loaded_kib" after the last call (summed over the
   descendants: a bridge may be a launcher plus a runtime).
 - `http` measures the processes whose pids are in the environment variable CPU_PIDS
@@ -123,9 +125,26 @@ async def stdio_mode(n, warmup, tool, args, command):
     print(json.dumps(out), flush=True)
 
 
+class OneWriteConnection(http.client.HTTPConnection):
+    """http.client sends a request's head and its body in two writes (so does httpx); wrk
+    and many clients send both in one. With ONE_WRITE=1 `http` mode does that, so a proxy's
+    system calls per request are not inflated by a body that arrives a moment after its head
+    (one more read, a would-block read and one more epoll_wait on the proxy's side)."""
+
+    def _send_output(self, message_body=None, encode_chunked=False):
+        if isinstance(message_body, bytes):
+            self._buffer.extend((b"", message_body))
+            message = b"\r\n".join(self._buffer)
+            del self._buffer[:]
+            self.send(message)
+        else:
+            super()._send_output(message_body, encode_chunked)
+
+
 def http_mode(n, warmup, tool, args, url, header_args):
     parsed = urllib.parse.urlparse(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port)
+    one_write = os.environ.get("ONE_WRITE") == "1"
+    conn = (OneWriteConnection if one_write else http.client.HTTPConnection)(parsed.hostname, parsed.port)
     conn.connect()
     import socket
 
@@ -136,7 +155,7 @@ def http_mode(n, warmup, tool, args, url, header_args):
         base[name.strip()] = value.strip()
 
     def post(body, headers):
-        conn.request("POST", parsed.path, body=json.dumps(body), headers=headers)
+        conn.request("POST", parsed.path, body=json.dumps(body).encode(), headers=headers)
         response = conn.getresponse()
         data = response.read()
         return response, data
@@ -171,6 +190,51 @@ def http_mode(n, warmup, tool, args, url, header_args):
     print(json.dumps(out), flush=True)
 
 
+def rawstdio_mode(n, warmup, tool, args, command):
+    """The `http` mode's client loop over a bridge's stdin/stdout: same pacing, no SDK, so the
+    bridge's CPU per call compares with a proxy's CPU per request under `http`."""
+    import subprocess
+
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def call(message):
+        proc.stdin.write(json.dumps(message).encode() + b"\n")
+        proc.stdin.flush()
+        if "id" not in message:
+            return None
+        while True:
+            line = proc.stdout.readline()
+            if not line:
+                raise SystemExit("the bridge closed its stdout")
+            answer = json.loads(line)
+            if answer.get("id") == message["id"] and "method" not in answer:
+                return answer
+
+    call({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+          "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "lat", "version": "0"}}})
+    call({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    bridge = [proc.pid] + descendants(proc.pid)
+    idle = rss_kib(bridge)
+    samples = []
+    for i in range(warmup + n):
+        if i == warmup:
+            before = cpu_ns(bridge)
+        started = time.perf_counter()
+        answer = call({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+        elapsed = time.perf_counter() - started
+        if "result" not in answer or expect not in json.dumps(answer):
+            raise SystemExit(f"bad answer: {answer}")
+        if i >= warmup:
+            samples.append(elapsed)
+    cpu, tick = per_call(before, cpu_ns(bridge), n)
+    loaded = rss_kib(bridge)
+    proc.stdin.close()
+    proc.wait(timeout=15)
+    out = summary(samples) | {"cpu_us": cpu, "cpu_tick_us": tick, "rss_idle_kib": idle,
+                              "rss_loaded_kib": loaded, "procs": len(bridge)}
+    print(json.dumps(out), flush=True)
+
+
 async def oneshot_mode(tool, args, command):
     server = StdioServerParameters(command=command[0], args=command[1:], env={**os.environ})
     async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
@@ -192,6 +256,8 @@ def main():
         anyio.run(stdio_mode, n, warmup, tool, args, rest)
     elif mode == "http":
         http_mode(n, warmup, tool, args, rest[0], rest[1:])
+    elif mode == "rawstdio":
+        rawstdio_mode(n, warmup, tool, args, rest)
     else:
         raise SystemExit(f"unknown mode {mode}")
 

@@ -9,8 +9,9 @@
 #   multiuser wrk against the sandbox in Composio mode: toolgate single-user, single-user with
 #             session_key (sealed ids), auth.mode=tokens with session_key (identity + seal)
 #   stdio     bench/lat.py, one call at a time: per-call latency, bridge CPU per call and RSS of
-#             toolgate stdio, mcp-remote, supergateway, sparfenyuk mcp-proxy; toolgate serve's CPU
-#             per request under the same pacing (the stdio/HTTP CPU ratio comes from one run)
+#             toolgate stdio, mcp-remote, supergateway, sparfenyuk mcp-proxy (the SDK's client);
+#             toolgate stdio and toolgate serve driven by the same lean client loop (`rawstdio`,
+#             `http`): the stdio/HTTP CPU ratio comes from those two, same pacing, same run
 #   syscalls  strace -c of toolgate serve (and joshrotenberg mcp-proxy) over a fixed number of
 #             requests at one connection
 #   oneshot   hyperfine: start -> initialize -> one call -> exit, each stdio bridge
@@ -278,13 +279,14 @@ stdio_round() { # UPSTREAM ROUND
     ph=(-H x-api-key "$key"); lh=("x-api-key: $key")
   fi
   start_toolgate "$url" "${th[@]}"
-  local paths=(http toolgate-http toolgate mcp-remote supergateway sparfenyuk)
+  local paths=(http toolgate-http toolgate toolgate-raw mcp-remote supergateway sparfenyuk)
   [ "$up" = everything ] && paths+=(stdio-direct)
   for path in $(rotate "$round" "${paths[@]}"); do
     case $path in
       http) lat "$up" http "$round" "$py" bench/lat.py http "$N" "$WARMUP" "$tool" "$args" "$url" "${lh[@]}" ;;
       toolgate-http) CPU_PIDS="toolgate:$tg_pid" lat "$up" toolgate-http "$round" "$py" bench/lat.py http "$N" "$WARMUP" "$tool" "$args" "$tg_url" ;;
       toolgate) lat "$up" toolgate "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" "$bin" stdio --upstream "$url" "${th[@]}" ;;
+      toolgate-raw) lat "$up" toolgate-raw "$round" "$py" bench/lat.py rawstdio "$N" "$WARMUP" "$tool" "$args" "$bin" stdio --upstream "$url" "${th[@]}" ;;
       mcp-remote) lat "$up" mcp-remote "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" node "$remote" "$url" --silent "${rh[@]}" ;;
       supergateway) lat "$up" supergateway "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" node "$supergw" --streamableHttp "$url" --logLevel none "${sh[@]}" ;;
       sparfenyuk) lat "$up" sparfenyuk "$round" "$py" bench/lat.py stdio "$N" "$WARMUP" "$tool" "$args" "$sparf" --transport streamablehttp --log-level WARNING "${ph[@]}" "$url" ;;
@@ -296,28 +298,51 @@ stdio_round() { # UPSTREAM ROUND
   return 0
 }
 
-# --- syscalls: strace -c over a fixed number of requests at one connection ---
+# --- syscalls: every system call of the proxy over a fixed number of requests at one connection ---
+# Counted with `perf stat` on the syscall tracepoints when perf can open them (it does not slow
+# the process), else with `strace -f -c` (which does: more of what the upstream writes in
+# pieces then arrives together). Each proxy twice: with the client's head and body in two
+# writes (http.client, like httpx) and in one (ONE_WRITE=1, like wrk).
+syscall_counter=strace
+if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -x, -o /dev/null true 2>/dev/null; then
+  syscall_counter=perf
+fi
 syscalls_of() { # NAME PID URL TOOL
-  local name=$1 pid=$2 url=$3 tool=$4 trace=$logs/strace-$1.txt strace_pid l
-  l=$(load)
-  strace -f -c -o "$trace" -p "$pid" 2>>"$logs/strace.log" &
-  strace_pid=$!; pids+=($strace_pid)
-  sleep 1 # strace attaches to every thread before the first request
-  "$py" bench/lat.py http "$SYSCALL_N" 0 "$tool" '{"message":"hi"}' "$url" >/dev/null
-  kill -INT $strace_pid; wait $strace_pid 2>/dev/null || true
-  # lat.py also sends initialize and notifications/initialized: SYSCALL_N + 2 requests.
-  python3 - "$trace" "$name" "$((SYSCALL_N + 2))" "$l" <<'PY' | tee -a "$out"
+  local name=$1 pid=$2 url=$3 tool=$4 client trace counter_pid l
+  for client in split one-write; do
+    trace=$logs/syscalls-$name-$client.txt l=$(load)
+    if [ $syscall_counter = perf ]; then
+      perf stat -x, -o "$trace" -p "$pid" -e raw_syscalls:sys_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex 2>>"$logs/strace.log" &
+    else
+      strace -f -c -o "$trace" -p "$pid" 2>>"$logs/strace.log" &
+    fi
+    counter_pid=$!; pids+=($counter_pid)
+    sleep 1 # the counter attaches to every thread before the first request
+    ONE_WRITE=$([ $client = one-write ] && echo 1 || echo 0) "$py" bench/lat.py http "$SYSCALL_N" 0 "$tool" '{"message":"hi"}' "$url" >/dev/null
+    kill -INT $counter_pid; wait $counter_pid 2>/dev/null || true
+    # lat.py also sends initialize and notifications/initialized: SYSCALL_N + 2 requests.
+    python3 - "$trace" "$name" "$((SYSCALL_N + 2))" "$l" "$client" "$syscall_counter" <<'PY' | tee -a "$out"
 import sys
-path, name, requests, load = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-calls = {}
+path, name, requests, load, client, counter = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+calls, total = {}, None
 for line in open(path):
-    parts = line.split()
-    if len(parts) >= 5 and parts[-1] not in ("syscall", "total") and parts[3].isdigit():
-        calls[parts[-1]] = int(parts[3])
-total = sum(calls.values())
+    if counter == "perf":
+        fields = line.strip().split(",")
+        if len(fields) > 2 and fields[0].isdigit():
+            event = fields[2]
+            if event == "raw_syscalls:sys_enter":
+                total = int(fields[0])
+            elif event.startswith("syscalls:sys_enter_"):
+                calls[event.removeprefix("syscalls:sys_enter_")] = int(fields[0])
+    else:
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1] not in ("syscall", "total") and parts[3].isdigit():
+            calls[parts[-1]] = int(parts[3])
+total = total if total is not None else sum(calls.values())
 top = " ".join(f"{k}={v / requests:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / requests >= 0.05)
-print(f"R syscalls path={name} requests={requests} load={load} per_request={total / requests:.2f} {top}")
+print(f"R syscalls path={name} client={client} counter={counter} requests={requests} load={load} per_request={total / requests:.2f} {top}")
 PY
+  done
 }
 
 # --- the run ---
