@@ -1,10 +1,14 @@
 //! What the multi-user front adds to a request, piece by piece: the tokens-mode identity check
-//! (at 2 and at 10,000 users), and opening and sealing a session id. `cargo bench -p
+//! (at 2 to 10,000 users), the jwt-mode check (an ES256 token against a static JWKS), and
+//! opening and sealing a session id. `cargo bench -p
 //! toolgate-proxy --bench front`; numbers and method are in BENCHMARKS.md ("Multi-user front").
 //! The end-to-end p50 side by side with single-user mode is `bench/peers.sh`'s `multiuser`
 //! section; this one says where those microseconds go, without the network's noise.
 
-#![allow(clippy::print_stdout, reason = "the report on stdout is what a benchmark is for")]
+#![allow(
+    clippy::print_stdout,
+    reason = "the report on stdout is what a benchmark is for"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -19,6 +23,8 @@ use toolgate_proxy::seal::{SessionKeys, SessionParts};
 const ROUNDS: usize = 7;
 /// Operations per round.
 const OPS: u32 = 20_000;
+/// Distinct JWTs checked once each (their signatures are checked, nothing is remembered yet).
+const FIRST_SIGHT: usize = 500;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -33,6 +39,23 @@ fn main() {
             });
         });
     }
+    let (verifier, tokens) = jwt_mode(FIRST_SIGHT + 1);
+    let headers = bearer_headers(&tokens[0]);
+    report("identify, jwt mode, ES256 (token seen before)", || {
+        runtime.block_on(async {
+            black_box(verifier.identify(black_box(&headers)).await).ok();
+        });
+    });
+    let started = Instant::now();
+    for token in &tokens[1..] {
+        let headers = bearer_headers(token);
+        runtime.block_on(async {
+            black_box(verifier.identify(&headers).await).ok();
+        });
+    }
+    let each = started.elapsed() / u32::try_from(FIRST_SIGHT).unwrap_or(u32::MAX);
+    let what = "identify, jwt mode, ES256 (a new token)";
+    println!("{what:<45} {:>9.2} µs", each.as_secs_f64() * 1e6);
     let keys = SessionKeys::new(&[SecretString::from("0123456789abcdef0123456789abcdef")])
         .expect("a 32-byte key");
     let parts = SessionParts {
@@ -61,6 +84,43 @@ fn tokens_mode(users: usize) -> (Authenticator, String) {
         Authenticator::Tokens(TokenStore::new(table)),
         token(users - 1),
     )
+}
+
+/// A jwt-mode authenticator over a fresh ES256 key, and `count` distinct valid tokens for it.
+fn jwt_mode(count: usize) -> (Authenticator, Vec<String>) {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use toolgate_proxy::identity::jwt::{JwksSource, JwtSettings, JwtVerifier};
+
+    const ISSUER: &str = "https://auth.bench.invalid";
+    const RESOURCE: &str = "http://127.0.0.1:8000/mcp";
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .expect("a P-256 key");
+    let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).expect("a JWK");
+    jwk.common.key_id = Some("bench".into());
+    let jwks = JwksSource::Static(JwkSet { keys: vec![jwk] });
+    let settings = JwtSettings::new(RESOURCE.parse().expect("a URL"), ISSUER, jwks);
+    let verifier = JwtVerifier::new(settings, reqwest::Client::new()).expect("a verifier");
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 3600;
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("bench".into());
+    let tokens = (0..count)
+        .map(|n| {
+            let sub = format!("user-{n:07}");
+            let claims =
+                serde_json::json!({"iss": ISSUER, "aud": RESOURCE, "sub": sub, "exp": exp});
+            jsonwebtoken::encode(&header, &claims, &key).expect("a signed token")
+        })
+        .collect();
+    (Authenticator::Jwt(std::sync::Arc::new(verifier)), tokens)
 }
 
 fn bearer_headers(token: &str) -> HeaderMap {

@@ -11,17 +11,25 @@
 //! Only asymmetric algorithms are accepted: a JWKS publishes public keys, and accepting `HS*`
 //! would let anyone who read the JWKS mint tokens (algorithm confusion).
 //!
+//! A token that verified is remembered (by its SHA-256 digest, with its `exp`) by the key set
+//! that verified it: a JWT cannot change, so until it expires it would verify again, and a
+//! lookup costs well under a microsecond where an ES256 signature check costs tens
+//! (BENCHMARKS.md, "Multi-user front"). A key set fetched anew replaces the remembered tokens
+//! with it, so retiring a key at the authorization server retires its tokens at the next fetch;
+//! a stale key set is never trusted from memory.
+//!
 //! [`JwtVerifier::metadata`] is the RFC 9728 protected-resource document, served at
 //! [`JwtVerifier::metadata_url`], which a 401's `WWW-Authenticate` names.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use url::Url;
 
@@ -29,6 +37,10 @@ use super::UserId;
 
 /// The well-known path of the RFC 9728 document.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// How many verified tokens one key set remembers; past that, the expired ones are dropped,
+/// and if none is, all are (a flood of distinct tokens only costs their signature checks).
+const MAX_REMEMBERED_TOKENS: usize = 10_000;
 
 /// The largest JWKS document read from the key endpoint.
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -125,6 +137,39 @@ struct KeySet {
     by_kid: HashMap<String, Arc<KeyEntry>>,
     all: Vec<Arc<KeyEntry>>,
     fetched_at: Option<Instant>,
+    /// Tokens these keys verified: the user, by the token's SHA-256 digest, with the Unix
+    /// second up to which the token holds (`exp` plus the leeway).
+    verified: Mutex<HashMap<[u8; 32], (UserId, u64)>>,
+}
+
+impl KeySet {
+    /// Whether these keys may still be used without a fetch (a static set always may).
+    fn fresh(&self, source: &JwksSource, ttl: Duration) -> bool {
+        match source {
+            JwksSource::Static(_) => true,
+            JwksSource::Url(_) => self.fetched_at.is_some_and(|at| at.elapsed() < ttl),
+        }
+    }
+
+    /// The user of a token these keys verified that still holds at `now` (Unix seconds).
+    fn remembered(&self, digest: &[u8; 32], now: u64) -> Option<UserId> {
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        verified
+            .get(digest)
+            .filter(|(_, until)| now <= *until)
+            .map(|(user, _)| user.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], user: UserId, until: u64, now: u64) {
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= MAX_REMEMBERED_TOKENS {
+            verified.retain(|_, (_, held_until)| now <= *held_until);
+            if verified.len() >= MAX_REMEMBERED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, (user, until));
+    }
 }
 
 struct KeyEntry {
@@ -181,6 +226,22 @@ impl JwtVerifier {
 
     /// The user a token belongs to.
     pub async fn verify(&self, token: &str) -> Result<UserId, JwtError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let keys = self.current();
+        if keys.fresh(&self.settings.jwks, self.settings.cache_ttl)
+            && let Some(user) = keys.remembered(&digest, unix_now())
+        {
+            return Ok(user);
+        }
+        let (user, exp) = self.verify_signature(token).await?;
+        let until = exp.saturating_add(self.settings.leeway.as_secs());
+        self.current()
+            .remember(digest, user.clone(), until, unix_now());
+        Ok(user)
+    }
+
+    /// Checks a token's signature and claims: its user and `exp` (Unix seconds).
+    async fn verify_signature(&self, token: &str) -> Result<(UserId, u64), JwtError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| JwtError::Malformed(error.to_string()))?;
         if header.alg.family() == AlgorithmFamily::Hmac {
@@ -199,7 +260,12 @@ impl JwtVerifier {
         )
         .map_err(|error| classify(error.kind()))?
         .claims;
-        self.user(&claims)
+        // `exp` is a required claim the library has checked; a fractional one counts down.
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map_or(0, |exp| exp as u64);
+        Ok((self.user(&claims)?, exp))
     }
 
     /// True once keys are loaded (a static set, or a successful fetch): readiness.
@@ -275,18 +341,15 @@ impl JwtVerifier {
             return find(&self.current(), kid);
         };
         let keys = self.current();
-        let stale = keys
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.settings.cache_ttl);
-        if !stale && let Ok(entry) = find(&keys, kid) {
+        if keys.fresh(&self.settings.jwks, self.settings.cache_ttl)
+            && let Ok(entry) = find(&keys, kid)
+        {
             return Ok(entry);
         }
         let mut last = self.fetch.lock().await;
         // Another request may have fetched while this one waited for the lock.
         let keys = self.current();
-        let fresh = keys
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < self.settings.cache_ttl);
+        let fresh = keys.fresh(&self.settings.jwks, self.settings.cache_ttl);
         if fresh && let Ok(entry) = find(&keys, kid) {
             return Ok(entry);
         }
@@ -315,6 +378,13 @@ impl JwtVerifier {
         }
         Ok(())
     }
+}
+
+/// The wall clock in Unix seconds (what `exp` counts in).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// GETs and parses the JWKS, bounded in size and time.

@@ -266,6 +266,73 @@ async fn key_rotation_is_picked_up_on_an_unknown_kid() {
 }
 
 #[tokio::test]
+async fn a_verified_token_is_remembered_until_it_expires_and_a_refused_one_never() {
+    let key = TestKey::new("k1");
+    let verifier = verifier(settings(JwksSource::Static(
+        parse_jwks(&jwks(&[&key])).unwrap(),
+    )));
+    let digest = |token: &str| -> [u8; 32] { Sha256::digest(token.as_bytes()).into() };
+    let mut alice = claims("alice");
+    let exp = u64::try_from(now() + 600).unwrap();
+    alice["exp"] = json!(exp);
+    let token = key.sign(&alice);
+    assert_eq!(verifier.verify(&token).await.unwrap().as_str(), "alice");
+    let keys = verifier.current();
+    let remembered = |at: u64| keys.remembered(&digest(&token), at).map(|u| u.to_string());
+    assert_eq!(
+        remembered(exp + 30).as_deref(),
+        Some("alice"),
+        "up to exp + leeway"
+    );
+    assert_eq!(remembered(exp + 31), None, "expired");
+    assert_eq!(verifier.verify(&token).await.unwrap().as_str(), "alice");
+
+    let mut wrong_audience = claims("alice");
+    wrong_audience["aud"] = json!("http://127.0.0.1:9999/mcp");
+    let refused = key.sign(&wrong_audience);
+    assert!(verifier.verify(&refused).await.is_err());
+    assert!(verifier.verify(&refused).await.is_err(), "refused again");
+    assert_eq!(keys.remembered(&digest(&refused), 0), None);
+}
+
+#[tokio::test]
+async fn stale_keys_trust_no_remembered_token_and_new_keys_forget_them() {
+    let old = TestKey::new("old");
+    let new = TestKey::new("new");
+    let server = JwksServer::start(Some(jwks(&[&old]))).await;
+    let mut never_fresh = settings(JwksSource::Url(server.url.clone()));
+    never_fresh.cache_ttl = Duration::ZERO;
+    let verifier = verifier(never_fresh);
+    let token = old.sign(&claims("alice"));
+    assert!(verifier.verify(&token).await.is_ok());
+    assert!(verifier.verify(&token).await.is_ok());
+    assert_eq!(server.hits(), 2, "each check fetched the stale keys again");
+    // The authorization server retires the key: its token, verified twice, is refused now.
+    server.serve(Some(jwks(&[&new])));
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(JwtError::UnknownKey(Some("old".to_owned())))
+    );
+}
+
+#[test]
+fn remembered_tokens_are_bounded() {
+    let keys = KeySet::default();
+    let user = UserId::new("alice").unwrap();
+    for n in 0..=MAX_REMEMBERED_TOKENS {
+        let mut digest = [0u8; 32];
+        digest[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        // Every entry holds until 10; at 5 none has expired, so a full table starts over.
+        keys.remember(digest, user.clone(), 10, 5);
+    }
+    let held = keys.verified.lock().unwrap().len();
+    assert!((1..=MAX_REMEMBERED_TOKENS).contains(&held), "{held}");
+    let mut last = [0u8; 32];
+    last[..8].copy_from_slice(&(MAX_REMEMBERED_TOKENS as u64).to_be_bytes());
+    assert!(keys.remembered(&last, 5).is_some(), "the newest is kept");
+}
+
+#[tokio::test]
 async fn a_down_key_endpoint_is_unavailable_not_the_callers_fault() {
     let key = TestKey::new("k1");
     let server = JwksServer::start(None).await;
