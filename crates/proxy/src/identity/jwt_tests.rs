@@ -127,6 +127,19 @@ fn verifier(settings: JwtSettings) -> JwtVerifier {
     JwtVerifier::new(settings, reqwest::Client::new()).unwrap()
 }
 
+/// Keys `old` and `new`, a JWKS endpoint serving `old`, and a verifier fetching from it with
+/// its settings changed by `tune`.
+async fn rotating(
+    tune: impl FnOnce(&mut JwtSettings),
+) -> (TestKey, TestKey, JwksServer, JwtVerifier) {
+    let old = TestKey::new("old");
+    let new = TestKey::new("new");
+    let server = JwksServer::start(Some(jwks(&[&old]))).await;
+    let mut settings = settings(JwksSource::Url(server.url.clone()));
+    tune(&mut settings);
+    (old, new, server, verifier(settings))
+}
+
 #[tokio::test]
 async fn a_valid_token_names_its_user_from_the_configured_claim() {
     let key = TestKey::new("k1");
@@ -215,12 +228,8 @@ async fn symmetric_tokens_are_refused_even_with_the_public_key_as_secret() {
 
 #[tokio::test]
 async fn an_unknown_kid_refreshes_the_jwks_once_within_the_interval() {
-    let old = TestKey::new("old");
-    let new = TestKey::new("new");
-    let server = JwksServer::start(Some(jwks(&[&old]))).await;
-    let mut limited = settings(JwksSource::Url(server.url.clone()));
-    limited.min_refresh_interval = Duration::from_secs(3600);
-    let verifier = verifier(limited);
+    let (old, new, server, verifier) =
+        rotating(|s| s.min_refresh_interval = Duration::from_secs(3600)).await;
     assert!(!verifier.has_keys());
 
     assert!(verifier.verify(&old.sign(&claims("alice"))).await.is_ok());
@@ -241,12 +250,7 @@ async fn an_unknown_kid_refreshes_the_jwks_once_within_the_interval() {
 
 #[tokio::test]
 async fn key_rotation_is_picked_up_on_an_unknown_kid() {
-    let old = TestKey::new("old");
-    let new = TestKey::new("new");
-    let server = JwksServer::start(Some(jwks(&[&old]))).await;
-    let mut eager = settings(JwksSource::Url(server.url.clone()));
-    eager.min_refresh_interval = Duration::ZERO;
-    let verifier = verifier(eager);
+    let (_old, new, server, verifier) = rotating(|s| s.min_refresh_interval = Duration::ZERO).await;
     verifier.refresh().await.unwrap();
     assert!(verifier.has_keys());
     assert_eq!(server.hits(), 1);
@@ -297,12 +301,7 @@ async fn a_verified_token_is_remembered_until_it_expires_and_a_refused_one_never
 
 #[tokio::test]
 async fn stale_keys_trust_no_remembered_token_and_new_keys_forget_them() {
-    let old = TestKey::new("old");
-    let new = TestKey::new("new");
-    let server = JwksServer::start(Some(jwks(&[&old]))).await;
-    let mut never_fresh = settings(JwksSource::Url(server.url.clone()));
-    never_fresh.cache_ttl = Duration::ZERO;
-    let verifier = verifier(never_fresh);
+    let (old, new, server, verifier) = rotating(|s| s.cache_ttl = Duration::ZERO).await;
     let token = old.sign(&claims("alice"));
     assert!(verifier.verify(&token).await.is_ok());
     assert!(verifier.verify(&token).await.is_ok());
