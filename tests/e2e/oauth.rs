@@ -220,6 +220,27 @@ async fn the_typescript_sdk_signs_in_with_oauth_and_its_sub_is_the_composio_user
     let mut gateway = Gateway::start_on(&listen, &[], &env).await?;
     // Ready: Composio answers and the authorization server's keys are loaded.
     gateway.wait_for_gate("open").await?;
+    // The metadata names the authorization server by its issuer exactly as that server's own
+    // metadata states it: a client compares the two byte for byte (RFC 8414 §3.3).
+    let (_, document) = gateway
+        .get("/.well-known/oauth-protected-resource/mcp")
+        .await?;
+    let document: Value = serde_json::from_str(&document)?;
+    let authorization_server: Value = gateway
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            server.issuer
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        document["authorization_servers"],
+        serde_json::json!([authorization_server["issuer"]]),
+        "{document}"
+    );
 
     let (mut alice, report) = signed_in(&resource, "alice").await?;
     assert_discovered(&report, &resource, &server.issuer, "alice");

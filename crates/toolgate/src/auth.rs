@@ -295,11 +295,8 @@ async fn jwt_verifier(config: &Config) -> anyhow::Result<JwtVerifier> {
     };
     let mut settings = JwtSettings::new(resource, issuer, jwks);
     settings.user_claim = jwt.user_claim.clone();
-    settings.authorization_servers = jwt
-        .authorization_servers
-        .iter()
-        .map(|server| url::Url::parse(server))
-        .collect::<Result<_, _>>()?;
+    // Verbatim: issuer identifiers are compared as strings (validated as URLs above).
+    settings.authorization_servers = jwt.authorization_servers.clone();
     let client = toolgate_proxy::upstream::build_client(Duration::from_secs(10))?;
     let verifier = JwtVerifier::new(settings, client).context("auth.jwt")?;
     if let Err(error) = verifier.refresh().await {

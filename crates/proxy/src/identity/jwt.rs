@@ -69,8 +69,11 @@ pub struct JwtSettings {
     pub user_claim: String,
     /// Allowed clock skew for `exp` and `nbf`.
     pub leeway: Duration,
-    /// Authorization servers named in the metadata document (`auth.jwt.authorization_servers`).
-    pub authorization_servers: Vec<Url>,
+    /// Authorization servers named in the metadata document (`auth.jwt.authorization_servers`):
+    /// issuer identifiers, kept verbatim. A client checks that the server's metadata has exactly
+    /// this `issuer` (RFC 8414 §3.3), so `https://as.example` must not become
+    /// `https://as.example/` as a parsed URL would print it.
+    pub authorization_servers: Vec<String>,
     /// The signing keys.
     pub jwks: JwksSource,
     /// How long a fetched JWKS is used before it is fetched again.
@@ -283,12 +286,7 @@ impl JwtVerifier {
     pub fn metadata(&self) -> Value {
         json!({
             "resource": self.settings.resource.as_str(),
-            "authorization_servers": self
-                .settings
-                .authorization_servers
-                .iter()
-                .map(Url::as_str)
-                .collect::<Vec<_>>(),
+            "authorization_servers": self.settings.authorization_servers,
             "bearer_methods_supported": ["header"],
             "resource_name": "toolgate",
         })
