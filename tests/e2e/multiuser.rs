@@ -7,7 +7,7 @@
 
 use serde_json::json;
 use toolgate_tests::binary::{
-    Gateway, PATIENCE, answer_link, assert_no_key, call_tool, composio_env, eventually, links_in,
+    Gateway, answer_link, assert_no_key, call_tool, composio_env, eventually, links_in,
     result_text, run, sandbox,
 };
 use toolgate_tests::http::RawMcp;
@@ -22,17 +22,11 @@ fn client(gateway: &Gateway, token: &str) -> RawMcp {
     client
 }
 
-/// Initializes once the user's session exists (the first request creates it; until then the
-/// gateway answers "not ready").
+/// Initializes: a new user's first request waits for their session (an MCP client does not
+/// retry an `initialize`), so it succeeds at once.
 async fn initialized(mut client: RawMcp) -> anyhow::Result<RawMcp> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match client.initialize().await {
-            Ok(()) => return Ok(client),
-            Err(error) if tokio::time::Instant::now() > deadline => return Err(error),
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
+    client.initialize().await?;
+    Ok(client)
 }
 
 /// The Connect Link of a blocked call, once the user's gate has one.
@@ -152,7 +146,13 @@ async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
         &tokens,
         format!("alice {ALICE}\nbob {BOB}\ncarol carol-token-0123456789\n"),
     )?;
-    initialized(client(&gateway, "carol-token-0123456789")).await?;
+    eventually("carol's token to be accepted", || async {
+        Ok(initialized(client(&gateway, "carol-token-0123456789"))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await?;
 
     let status = gateway.process.terminate().await?;
     assert!(status.success(), "{status}");

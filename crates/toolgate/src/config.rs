@@ -38,8 +38,9 @@ pub(crate) const DEFAULT_CONFIG_FILE: &str = "toolgate.toml";
 /// Composio's production API origin.
 pub(crate) const DEFAULT_BASE_URL: &str = "https://backend.composio.dev";
 
-/// How long the stdio bridge waits for the Composio session before answering "not ready".
-const COMPOSIO_UPSTREAM_WAIT: Duration = Duration::from_secs(30);
+/// How long a first request waits for its Composio session before it is answered "not ready"
+/// (the stdio bridge's first request, a new user's first request in multi-user modes).
+pub(crate) const COMPOSIO_UPSTREAM_WAIT: Duration = Duration::from_secs(30);
 
 /// Interval of progress notifications while a call is held in wait mode.
 const WAIT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
