@@ -55,7 +55,9 @@ done
 [ -x "$peers/node/node_modules/.bin/mcp-server-everything" ] && [ -x "$peers/venv/bin/python" ] || bash tests/peers/install.sh
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 josh=$bp/josh/bin/mcp-proxy
-if [[ " $HTTP_PATHS " == *" josh "* ]] && { has http || has syscalls; } && { ! [ -x "$josh" ] || ! "$josh" --version 2>&1 | grep -q "$JOSH_VERSION"; }; then
+# The binary has no --version: ask cargo what it installed there.
+josh_installed() { [ -x "$josh" ] && cargo install --list --root "$bp/josh" 2>/dev/null | grep -q "^mcp-proxy v$JOSH_VERSION:"; }
+if [[ " $HTTP_PATHS " == *" josh "* ]] && { has http || has syscalls; } && ! josh_installed; then
   echo "bench: cargo install mcp-proxy $JOSH_VERSION (about 10 minutes of CPU)" >&2
   # A target dir of its own, kept: an interrupted install resumes instead of starting over.
   CARGO_TARGET_DIR=$bp/josh-target CARGO_INCREMENTAL=0 nice cargo install --locked --version "$JOSH_VERSION" mcp-proxy --root "$bp/josh" >&2
@@ -188,7 +190,7 @@ sandbox_session() { # USER -> the MCP URL of a new tool-router session
   echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
   echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# sections='$SECTIONS' pairs=$PAIRS run=${RUN}s rounds=$ROUNDS n=$N warmup=$WARMUP syscall_n=$SYSCALL_N"
-  echo "# peers: joshrotenberg mcp-proxy $("$josh" --version 2>/dev/null | head -1 || echo none), mcp-remote $MCP_REMOTE_VERSION, supergateway $SUPERGATEWAY_VERSION, sparfenyuk mcp-proxy $("$bp/venv/bin/python" -c "import importlib.metadata as m; print(m.version('mcp-proxy'))"), client mcp $("$py" -c "import importlib.metadata as m; print(m.version('mcp'))"), node $(node --version), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "# peers: joshrotenberg mcp-proxy $(josh_installed && echo "$JOSH_VERSION" || echo none), mcp-remote $MCP_REMOTE_VERSION, supergateway $SUPERGATEWAY_VERSION, sparfenyuk mcp-proxy $("$bp/venv/bin/python" -c "import importlib.metadata as m; print(m.version('mcp-proxy'))"), client mcp $("$py" -c "import importlib.metadata as m; print(m.version('mcp'))"), node $(node --version), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
 } | tee "$out"
 
 # --- http: direct, socat, toolgate, joshrotenberg mcp-proxy, HTTP -> HTTP ---
