@@ -249,23 +249,34 @@ impl SseRelay {
     }
 
     /// Removes the ids that `data` (one message or a batch of them) answers.
+    ///
+    /// Only an object or an array can answer, so anything else (the empty data of rmcp's
+    /// priming event) costs no parse, and a single message is parsed once: every event of
+    /// every answer passes here.
     fn note_answers(&mut self, data: &[u8]) {
         if self.pending.is_empty() {
             return;
         }
-        let messages: Vec<&RawValue> = match serde_json::from_slice::<Vec<&RawValue>>(data) {
-            Ok(batch) => batch,
-            Err(_) => serde_json::from_slice::<&RawValue>(data)
-                .into_iter()
-                .collect(),
-        };
-        for raw in messages {
-            if let Ok(view) = Message::parse(raw.get().as_bytes())
-                && view.is_response()
-                && let Some(id) = view.id
-            {
-                self.pending.retain(|pending| !same_id(pending, id));
+        match data.iter().find(|byte| !byte.is_ascii_whitespace()) {
+            Some(b'{') => self.note_answer(data),
+            Some(b'[') => {
+                if let Ok(batch) = serde_json::from_slice::<Vec<&RawValue>>(data) {
+                    for raw in batch {
+                        self.note_answer(raw.get().as_bytes());
+                    }
+                }
             }
+            _ => {}
+        }
+    }
+
+    /// Removes the id that `message` answers, if it is a response.
+    fn note_answer(&mut self, message: &[u8]) {
+        if let Ok(view) = Message::parse(message)
+            && view.is_response()
+            && let Some(id) = view.id
+        {
+            self.pending.retain(|pending| !same_id(pending, id));
         }
     }
 
@@ -488,6 +499,51 @@ mod tests {
         let next = relay.frame().await.expect("a frame").expect("data");
         assert!(next.into_data().expect("data").starts_with(b"data: {"));
         assert!(!relay.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_responses_answer_pending_ids_single_or_batched() {
+        let ids =
+            ["1", "2", "\"three\""].map(|id| RawValue::from_string(id.to_owned()).expect("an id"));
+        let mut relay = SseRelay {
+            upstream: Some(fed().1),
+            stash: Gathered::default(),
+            buffer: BytesMut::new(),
+            torn: false,
+            resumable: false,
+            awaits_answers: true,
+            pending: ids.into(),
+            tail: None,
+            drain_idle: Duration::from_secs(1),
+            url: "u".to_owned(),
+        };
+        let left = |relay: &SseRelay| {
+            relay
+                .pending
+                .iter()
+                .map(|id| id.get().to_owned())
+                .collect::<Vec<_>>()
+        };
+        for data in [
+            &b""[..],
+            b"   ",
+            b"not json",
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}",
+            b"[1, 2]",
+        ] {
+            relay.note_answers(data);
+            assert_eq!(
+                left(&relay),
+                ["1", "2", "\"three\""],
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        relay.note_answers(b" {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}");
+        assert_eq!(left(&relay), ["2", "\"three\""]);
+        relay.note_answers(b"[{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}},{\"jsonrpc\":\"2.0\",\"id\":\"three\",\"error\":{\"code\":-1,\"message\":\"x\"}}]");
+        assert!(left(&relay).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
