@@ -195,20 +195,10 @@ def rawstdio_mode(n, warmup, tool, args, command):
     bridge's CPU per call compares with a proxy's CPU per request under `http`."""
     import subprocess
 
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    from jsonl import line_caller
 
-    def call(message):
-        proc.stdin.write(json.dumps(message).encode() + b"\n")
-        proc.stdin.flush()
-        if "id" not in message:
-            return None
-        while True:
-            line = proc.stdout.readline()
-            if not line:
-                raise SystemExit("the bridge closed its stdout")
-            answer = json.loads(line)
-            if answer.get("id") == message["id"] and "method" not in answer:
-                return answer
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    call = line_caller(proc)
 
     call({"jsonrpc": "2.0", "id": 0, "method": "initialize",
           "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "lat", "version": "0"}}})

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from jsonl import line_caller
+
 KEY = "sk_sandbox_demo"
 TOOL = {"name": "SANDBOX_ECHO", "arguments": {"message": "hi"}}
 TICK = os.sysconf("SC_CLK_TCK")
@@ -72,15 +74,7 @@ def stdio_run(binary, url, n, warmup):
                              "--log-level", "warn"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
-    def call(message):
-        proc.stdin.write(json.dumps(message).encode() + b"\n")
-        proc.stdin.flush()
-        if "id" not in message:
-            return None
-        while True:
-            answer = json.loads(proc.stdout.readline())
-            if answer.get("id") == message["id"] and "method" not in answer:
-                return answer
+    call = line_caller(proc)
 
     call(initialize(0))
     call({"jsonrpc": "2.0", "method": "notifications/initialized"})
