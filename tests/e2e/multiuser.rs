@@ -8,7 +8,7 @@
 use serde_json::json;
 use toolgate_tests::binary::{
     Gateway, answer_link, assert_no_key, call_tool, composio_env, eventually, links_in,
-    result_text, run, sandbox,
+    multi_user_env, result_text, run, sandbox,
 };
 use toolgate_tests::http::RawMcp;
 
@@ -59,19 +59,8 @@ async fn tokens_mode_keeps_users_apart() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("# users\nalice {ALICE}\nbob {BOB}\n"))?;
-    let mut env = composio_env(&sandbox, "unused");
-    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
-    for (name, value) in [
-        ("TOOLGATE_AUTH_MODE", "tokens"),
-        (
-            "TOOLGATE_AUTH_TOKENS_FILE",
-            tokens.to_str().unwrap_or_default(),
-        ),
-        ("TOOLGATE_REQUIRE", "gmail"),
-        ("TOOLGATE_SESSION_KEY", SESSION_KEY),
-    ] {
-        env.push((name.into(), value.into()));
-    }
+    // `toolgate status` below reads the same settings.
+    let env = tokens_env(&sandbox, &tokens, &[("TOOLGATE_SESSION_KEY", SESSION_KEY)]);
     let mut gateway = Gateway::start(&[], &env).await?;
     // Ready once Composio answers (users are set up on demand).
     gateway.wait_for_gate("open").await?;
@@ -214,18 +203,17 @@ async fn jwt_mode_is_ready_once_composio_and_the_jwks_answer() -> anyhow::Result
     let jwk = Jwk::from_encoding_key(&EncodingKey::from_ec_der(secret.as_ref()), Algorithm::ES256)?;
     let serving = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jwks_url = jwks_server(json!({ "keys": [jwk] }).to_string(), serving.clone()).await?;
-    let mut env = composio_env(&sandbox, "unused");
-    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
-    for (name, value) in [
-        ("TOOLGATE_AUTH_MODE", "jwt"),
-        ("TOOLGATE_AUTH_JWT_JWKS_URL", jwks_url.as_str()),
-        (
-            "TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS",
-            "https://auth.test.invalid",
-        ),
-    ] {
-        env.push((name.into(), value.into()));
-    }
+    let env = multi_user_env(
+        &sandbox,
+        &[
+            ("TOOLGATE_AUTH_MODE", "jwt"),
+            ("TOOLGATE_AUTH_JWT_JWKS_URL", jwks_url.as_str()),
+            (
+                "TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS",
+                "https://auth.test.invalid",
+            ),
+        ],
+    );
     let mut gateway = Gateway::start(&[], &env).await?;
     let not_ready = |needle: &'static str| {
         let gateway = &gateway;
@@ -260,20 +248,24 @@ async fn tokens_gateway(
     tokens: &std::path::Path,
 ) -> anyhow::Result<Gateway> {
     std::fs::write(tokens, format!("alice {ALICE}\nbob {BOB}\n"))?;
-    let mut env = composio_env(sandbox, "unused");
-    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
-    for (name, value) in [
-        ("TOOLGATE_AUTH_MODE", "tokens"),
-        (
-            "TOOLGATE_AUTH_TOKENS_FILE",
-            tokens.to_str().unwrap_or_default(),
-        ),
-        ("TOOLGATE_REQUIRE", "gmail"),
-        ("TOOLGATE_SESSION_KEY", SESSION_KEY),
-    ] {
-        env.push((name.into(), value.into()));
-    }
+    let env = tokens_env(sandbox, tokens, &[("TOOLGATE_SESSION_KEY", SESSION_KEY)]);
     Gateway::start(&[], &env).await
+}
+
+/// A tokens-mode gateway's environment over the file `tokens`, requiring gmail, plus `extra`.
+fn tokens_env(
+    sandbox: &toolgate_sandbox::Sandbox,
+    tokens: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let file = tokens.to_str().unwrap_or_default();
+    let mut settings = vec![
+        ("TOOLGATE_AUTH_MODE", "tokens"),
+        ("TOOLGATE_AUTH_TOKENS_FILE", file),
+        ("TOOLGATE_REQUIRE", "gmail"),
+    ];
+    settings.extend_from_slice(extra);
+    multi_user_env(sandbox, &settings)
 }
 
 /// The signed page link that ends a blocked answer.
@@ -476,19 +468,18 @@ async fn jwt_mode_validates_tokens_and_serves_metadata() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, json!({ "keys": [jwk] }).to_string())?;
-    let mut env = composio_env(&sandbox, "unused");
-    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
-    for (name, value) in [
-        ("TOOLGATE_AUTH_MODE", "jwt"),
-        (
-            "TOOLGATE_AUTH_JWT_JWKS_FILE",
-            jwks.to_str().unwrap_or_default(),
-        ),
-        ("TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS", ISSUER),
-        ("TOOLGATE_REQUIRE", "gmail"),
-    ] {
-        env.push((name.into(), value.into()));
-    }
+    let env = multi_user_env(
+        &sandbox,
+        &[
+            ("TOOLGATE_AUTH_MODE", "jwt"),
+            (
+                "TOOLGATE_AUTH_JWT_JWKS_FILE",
+                jwks.to_str().unwrap_or_default(),
+            ),
+            ("TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS", ISSUER),
+            ("TOOLGATE_REQUIRE", "gmail"),
+        ],
+    );
     let mut gateway = Gateway::start(&[], &env).await?;
     let resource = gateway.mcp_url();
     let now = std::time::SystemTime::now()
@@ -587,19 +578,7 @@ async fn a_thousand_users_fit_in_a_stated_memory_bound() -> anyhow::Result<()> {
         .map(|n| format!("user{n:04} {}\n", token(n)))
         .collect();
     std::fs::write(&tokens, table)?;
-    let mut env = composio_env(&sandbox, "unused");
-    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
-    for (name, value) in [
-        ("TOOLGATE_AUTH_MODE", "tokens"),
-        (
-            "TOOLGATE_AUTH_TOKENS_FILE",
-            tokens.to_str().unwrap_or_default(),
-        ),
-        ("TOOLGATE_REQUIRE", "gmail"),
-        ("TOOLGATE_LOG_LEVEL", "warn"),
-    ] {
-        env.push((name.into(), value.into()));
-    }
+    let env = tokens_env(&sandbox, &tokens, &[("TOOLGATE_LOG_LEVEL", "warn")]);
     let mut gateway = Gateway::start(&[], &env).await?;
     gateway.wait_for_gate("open").await?;
     let pid = gateway
@@ -656,16 +635,15 @@ async fn a_thousand_users_fit_in_a_stated_memory_bound() -> anyhow::Result<()> {
 async fn header_mode_takes_the_user_only_with_the_shared_token() -> anyhow::Result<()> {
     const SHARED: &str = "shared-backend-token-0123456789";
     let sandbox = sandbox()?;
-    let mut env = composio_env(&sandbox, "unused");
-    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
-    for (name, value) in [
-        ("TOOLGATE_AUTH_MODE", "header"),
-        ("TOOLGATE_TOKEN", SHARED),
-        ("TOOLGATE_REQUIRE", "gmail"),
-        ("TOOLGATE_SESSION_KEY", SESSION_KEY),
-    ] {
-        env.push((name.into(), value.into()));
-    }
+    let env = multi_user_env(
+        &sandbox,
+        &[
+            ("TOOLGATE_AUTH_MODE", "header"),
+            ("TOOLGATE_TOKEN", SHARED),
+            ("TOOLGATE_REQUIRE", "gmail"),
+            ("TOOLGATE_SESSION_KEY", SESSION_KEY),
+        ],
+    );
     let mut gateway = Gateway::start(&[], &env).await?;
     let as_user = |user: &str, token: Option<&str>| {
         let mut client = RawMcp::new(&gateway.mcp_url());

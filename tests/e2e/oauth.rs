@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 use toolgate_tests::binary::{
-    E2E_API_KEY, Gateway, PATIENCE, answer_link, assert_no_key, composio_env, links_in, sandbox,
+    E2E_API_KEY, Gateway, PATIENCE, answer_link, assert_no_key, links_in, multi_user_env, sandbox,
 };
 use toolgate_tests::stdio::LineChild;
 use toolgate_tests::{node22, peer, workspace_root};
@@ -202,21 +202,20 @@ async fn the_typescript_sdk_signs_in_with_oauth_and_its_sub_is_the_composio_user
     let server = auth_server().await?;
     let listen = format!("127.0.0.1:{}", toolgate_tests::free_port()?);
     let resource = format!("http://{listen}/mcp");
-    let mut env = composio_env(&sandbox, "unused");
-    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
-    for (name, value) in [
-        ("TOOLGATE_AUTH_MODE", "jwt"),
-        ("TOOLGATE_AUTH_JWT_JWKS_URL", server.jwks_uri.as_str()),
-        ("TOOLGATE_AUTH_JWT_ISSUER", server.issuer.as_str()),
-        ("TOOLGATE_AUTH_JWT_RESOURCE", resource.as_str()),
-        (
-            "TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS",
-            server.issuer.as_str(),
-        ),
-        ("TOOLGATE_REQUIRE", "gmail"),
-    ] {
-        env.push((name.into(), value.into()));
-    }
+    let env = multi_user_env(
+        &sandbox,
+        &[
+            ("TOOLGATE_AUTH_MODE", "jwt"),
+            ("TOOLGATE_AUTH_JWT_JWKS_URL", server.jwks_uri.as_str()),
+            ("TOOLGATE_AUTH_JWT_ISSUER", server.issuer.as_str()),
+            ("TOOLGATE_AUTH_JWT_RESOURCE", resource.as_str()),
+            (
+                "TOOLGATE_AUTH_JWT_AUTHORIZATION_SERVERS",
+                server.issuer.as_str(),
+            ),
+            ("TOOLGATE_REQUIRE", "gmail"),
+        ],
+    );
     let mut gateway = Gateway::start_on(&listen, &[], &env).await?;
     // Ready: Composio answers and the authorization server's keys are loaded.
     gateway.wait_for_gate("open").await?;

@@ -64,6 +64,19 @@ pub fn composio_env(sandbox: &Sandbox, user: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// The environment of a multi-user gateway against `sandbox`: [`composio_env`] without
+/// `TOOLGATE_USER_ID` (every request names its own user), plus `extra`.
+pub fn multi_user_env(sandbox: &Sandbox, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = composio_env(sandbox, "unused");
+    env.retain(|(name, _)| name != "TOOLGATE_USER_ID");
+    env.extend(
+        extra
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+    );
+    env
+}
+
 fn clean_command(envs: &[(String, String)]) -> anyhow::Result<std::process::Command> {
     let mut command = crate::toolgate_command()?;
     for (name, value) in envs {
