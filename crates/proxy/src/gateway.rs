@@ -208,6 +208,14 @@ impl Gateway {
         &self.inner.config
     }
 
+    /// Waits up to `bound` until this gateway can forward (its upstream exists and the gate
+    /// has left `Starting`), for a front whose first request may come while the upstream is
+    /// still being created; true when it can. The gatekeeper's own wait
+    /// ([`Gatekeeper::ready_within`]), the one the stdio face uses.
+    pub async fn ready_within(&self, bound: std::time::Duration) -> bool {
+        self.inner.keeper.ready_within(bound).await.is_ok()
+    }
+
     /// Whether the client of upstream session `session` declared URL elicitation at
     /// `initialize`, as far as this gateway remembers.
     pub fn declares_url_elicitation(&self, session: &str) -> bool {

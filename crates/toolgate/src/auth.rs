@@ -442,27 +442,6 @@ impl UserRoutes {
     }
 }
 
-impl UserRoutes {
-    /// Waits up to `bound` for this user's Composio session to exist and their gate to leave
-    /// `Starting` (the first connected-accounts check). A new user's first request comes here:
-    /// an MCP client does not retry an `initialize` answered 503, so it waits as the stdio
-    /// face does. Past the bound the gateway answers "not ready" as before.
-    async fn settle(&self, bound: Duration) {
-        let mut upstream = self.upstream_rx.clone();
-        let mut gate = self.gate_rx.clone();
-        let settled = async {
-            // A closed channel (the user's task ended) stops the wait: the gateway answers.
-            let _ = upstream.wait_for(Option::is_some).await;
-            let _ = gate
-                .wait_for(|state| {
-                    !matches!(state, toolgate_proxy::gate::GateState::Starting { .. })
-                })
-                .await;
-        };
-        let _ = tokio::time::timeout(bound, settled).await;
-    }
-}
-
 /// The router of a single-user gateway with sealed session ids (replicas).
 pub(crate) struct SingleRouter(pub(crate) UserRoutes);
 
@@ -630,9 +609,13 @@ impl Router for PoolRouter {
     ) -> BoxFuture<'a, Result<Route, RouteError>> {
         Box::pin(async move {
             let entry = self.entry(user).await?;
+            // A new user's first request arrives while their session is being made: it waits
+            // as the stdio face does, since an MCP client does not retry an `initialize`
+            // answered 503. Past the bound the gateway answers "not ready".
             entry
                 .routes
-                .settle(crate::config::COMPOSIO_UPSTREAM_WAIT)
+                .gateway
+                .ready_within(crate::config::COMPOSIO_UPSTREAM_WAIT)
                 .await;
             Ok(entry.routes.route(pinned))
         })
