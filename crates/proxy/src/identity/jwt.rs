@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -232,14 +232,18 @@ impl JwtVerifier {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let keys = self.current();
         if keys.fresh(&self.settings.jwks, self.settings.cache_ttl)
-            && let Some(user) = keys.remembered(&digest, unix_now())
+            && let Some(user) = keys.remembered(&digest, jsonwebtoken::get_current_timestamp())
         {
             return Ok(user);
         }
         let (user, exp) = self.verify_signature(token).await?;
         let until = exp.saturating_add(self.settings.leeway.as_secs());
-        self.current()
-            .remember(digest, user.clone(), until, unix_now());
+        self.current().remember(
+            digest,
+            user.clone(),
+            until,
+            jsonwebtoken::get_current_timestamp(),
+        );
         Ok(user)
     }
 
@@ -376,13 +380,6 @@ impl JwtVerifier {
         }
         Ok(())
     }
-}
-
-/// The wall clock in Unix seconds (what `exp` counts in).
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
 }
 
 /// GETs and parses the JWKS, bounded in size and time.
