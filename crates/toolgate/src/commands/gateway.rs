@@ -76,13 +76,17 @@ pub(crate) fn generic_app(
 
 /// A multi-threaded runtime, or a message.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| {
-            eprintln!("toolgate: cannot start the async runtime: {error}");
-            ExitCode::FAILURE
-        })
+    build_runtime(tokio::runtime::Builder::new_multi_thread())
+}
+
+/// The runtime `builder` describes, with I/O and time, or a message.
+pub(crate) fn build_runtime(
+    mut builder: tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("toolgate: cannot start the async runtime: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 /// Reports a fatal startup error and returns its exit code.

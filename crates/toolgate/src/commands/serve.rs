@@ -54,17 +54,14 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 
 /// One thread by default (see `--threads`), more on request.
 fn generic_runtime(threads: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut builder = if threads <= 1 {
+    let builder = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.worker_threads(threads);
         builder
     };
-    builder.enable_all().build().map_err(|error| {
-        eprintln!("toolgate: cannot start the async runtime: {error}");
-        ExitCode::FAILURE
-    })
+    gateway::build_runtime(builder)
 }
 
 /// Generic mode: the gateway plus `/healthz`, `/readyz` and `/metrics` on one listener.

@@ -93,13 +93,7 @@ pub(crate) fn run(args: StdioArgs) -> ExitCode {
 /// connection, writer): about 6 futex calls per call under strace, none on one thread, and
 /// 20 system calls per call down to 9. The HTTP face's generic default is one thread too.
 fn single_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| {
-            eprintln!("toolgate: cannot start the async runtime: {error}");
-            ExitCode::FAILURE
-        })
+    gateway::build_runtime(tokio::runtime::Builder::new_current_thread())
 }
 
 /// Generic mode: no Composio session and nothing to connect, so the gate is always open.
