@@ -7,10 +7,11 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use serde_json::Value;
 use toolgate_tests::binary::{
-    E2E_API_KEY, Gateway, PATIENCE, answer_link, assert_no_key, links_in, multi_user_env, sandbox,
+    E2E_API_KEY, Gateway, PATIENCE, answer_link, assert_no_key, content_text, eventually, links_in,
+    multi_user_env, sandbox,
 };
 use toolgate_tests::stdio::LineChild;
 use toolgate_tests::{node22, peer, workspace_root};
@@ -70,20 +71,10 @@ async fn call(client: &mut LineChild) -> anyhow::Result<Value> {
     Ok(answer["result"].clone())
 }
 
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// The one Connect Link of a blocked call.
 async fn blocked_link(client: &mut LineChild) -> anyhow::Result<String> {
     let result = call(client).await?;
-    let links = links_in(&text(&result));
+    let links = links_in(&content_text(&result));
     ensure!(
         result["isError"] == true && links.len() == 1,
         "not blocked with one link: {result}"
@@ -93,17 +84,14 @@ async fn blocked_link(client: &mut LineChild) -> anyhow::Result<String> {
 
 /// Calls until the call passes (the gate opens once toolgate's tracker sees the account).
 async fn passes(client: &mut LineChild, account: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let result = call(client).await?;
-        if result["isError"] != true && text(&result).contains(&format!("hello {account}")) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{account}'s call still fails: {result}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let client = tokio::sync::Mutex::new(client);
+    let greeting = format!("hello {account}");
+    eventually(&format!("{account}'s call to pass"), || async {
+        let result = call(*client.lock().await).await?;
+        let passed = result["isError"] != true && content_text(&result).contains(&greeting);
+        Ok(passed.then_some(()))
+    })
+    .await
 }
 
 /// The user a Connect Link's page names (the sandbox shows whose account it connects).

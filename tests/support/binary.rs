@@ -185,7 +185,12 @@ pub async fn call_tool(
 
 /// The text of a tool result.
 pub fn result_text(answer: &Value) -> String {
-    answer["result"]["content"]
+    content_text(&answer["result"])
+}
+
+/// The text items of a tool result's `content`, one per line.
+pub fn content_text(result: &Value) -> String {
+    result["content"]
         .as_array()
         .map(|items| {
             items
