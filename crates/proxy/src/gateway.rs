@@ -40,6 +40,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 
@@ -53,8 +54,8 @@ use crate::mcp::gatekeeper::{
 use crate::mcp::message::{Body as RpcBody, Message, Params, parse_body};
 use crate::mcp::policy::AllPending;
 use crate::upstream::{
-    ClientBuildError, UpstreamTarget, build_client, copy_response_headers, forward_request_headers,
-    mark_unbuffered_if_sse, redacted_url,
+    UpstreamClient, UpstreamTarget, copy_response_headers, forward_request_headers,
+    mark_unbuffered_if_sse,
 };
 
 mod relay;
@@ -84,9 +85,6 @@ pub enum ProxyError {
     /// A configuration value cannot work.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The upstream HTTP client could not be built.
-    #[error(transparent)]
-    Client(#[from] ClientBuildError),
 }
 
 /// The Streamable HTTP gateway. Cheap to clone: clones share the client, the state watches and
@@ -98,7 +96,7 @@ pub struct Gateway {
 
 struct Inner {
     config: ProxyConfig,
-    client: reqwest::Client,
+    client: UpstreamClient,
     upstream: watch::Receiver<Option<UpstreamTarget>>,
     keeper: Gatekeeper,
     events: Arc<dyn ProxyEvents>,
@@ -148,7 +146,7 @@ impl Gateway {
     /// A gateway whose gate policy is `keeper` (which also holds the upstream, the tool policy
     /// and the events hook); `config.wait` is not used, the gatekeeper's wait mode is.
     pub fn with_gatekeeper(config: ProxyConfig, keeper: Gatekeeper) -> Result<Self, ProxyError> {
-        let client = build_client(config.connect_timeout)?;
+        let client = UpstreamClient::new(config.connect_timeout);
         Self::with_client(config, keeper, client)
     }
 
@@ -157,7 +155,7 @@ impl Gateway {
     pub fn with_client(
         config: ProxyConfig,
         keeper: Gatekeeper,
-        client: reqwest::Client,
+        client: UpstreamClient,
     ) -> Result<Self, ProxyError> {
         config.validate()?;
         let upstream = keeper.upstream();
@@ -509,16 +507,17 @@ impl Gateway {
         pending: Vec<Box<RawValue>>,
     ) -> Response<ProxyBody> {
         match self.send_upstream(parts, body).await {
-            Ok(upstream) => self.relay(upstream, id, pending).await,
+            Ok((upstream, url)) => self.relay(upstream, url, id, pending).await,
             Err(kind) => error_response(&McpError::new(id, kind)),
         }
     }
 
+    /// Sends the request upstream; the response head and the upstream's URL as safe to log.
     async fn send_upstream(
         &self,
         parts: &http::request::Parts,
         body: Option<Bytes>,
-    ) -> Result<reqwest::Response, ErrorKind> {
+    ) -> Result<(Response<Incoming>, String), ErrorKind> {
         let (request, url) = {
             let target = self.inner.upstream.borrow();
             let Some(target) = target.as_ref() else {
@@ -527,22 +526,22 @@ impl Gateway {
                 });
             };
             let headers = forward_request_headers(&parts.headers, target);
-            let mut builder = self
+            let request = self
                 .inner
                 .client
-                .request(parts.method.clone(), target.url.clone())
-                .headers(headers);
-            if let Some(body) = body {
-                builder = builder.body(body);
-            }
-            (builder, redacted_url(&target.url))
+                .request_with(parts.method.clone(), target, headers)
+                .body(body.unwrap_or_default());
+            (request, target.shown().to_owned())
         };
         let send = request.send();
         let limit = self.inner.config.upstream_timeouts.response;
         let Ok(result) = tokio::time::timeout(limit, send).await else {
             return Err(self.upstream_failed(ErrorKind::Timeout { url, source: None }));
         };
-        result.map_err(|error| self.upstream_failed(ErrorKind::from_transport(error, url)))
+        match result {
+            Ok(response) => Ok((response, url)),
+            Err(error) => Err(self.upstream_failed(ErrorKind::from_transport(error, url))),
+        }
     }
 
     fn upstream_failed(&self, kind: ErrorKind) -> ErrorKind {
@@ -557,7 +556,8 @@ impl Gateway {
     /// becomes a 502 the client will not try to authenticate against.
     async fn relay(
         &self,
-        upstream: reqwest::Response,
+        upstream: Response<Incoming>,
+        url: String,
         id: Option<&RawValue>,
         pending: Vec<Box<RawValue>>,
     ) -> Response<ProxyBody> {
@@ -567,8 +567,6 @@ impl Gateway {
             self.inner.events.upstream_credentials_refused(status);
             return error_response(&McpError::new(id, ErrorKind::CredentialsRefused { status }));
         }
-        let url = redacted_url(upstream.url());
-        let upstream: http::Response<reqwest::Body> = upstream.into();
         let (upstream_parts, upstream_body) = upstream.into_parts();
         let body = upstream_body.map_err(BoxError::from).boxed_unsync();
         let idle = self.inner.config.upstream_timeouts.body_idle;

@@ -1,12 +1,17 @@
 //! The upstream side shared by the HTTP gateway and the stdio bridge: where to send MCP traffic
-//! ([`UpstreamTarget`]), the one pooled HTTP client ([`build_client`]), and which headers cross
-//! the proxy in each direction ([`forward_request_headers`], [`copy_response_headers`]).
+//! ([`UpstreamTarget`]), the one pooled HTTP client ([`UpstreamClient`]), and which headers
+//! cross the proxy in each direction ([`forward_request_headers`], [`copy_response_headers`]).
 
 use std::fmt;
 use std::time::Duration;
 
+use http::Uri;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
+
+mod client;
+
+pub use client::{TransportError, UpstreamClient, UpstreamRequest};
 
 /// Where MCP traffic goes: the upstream MCP endpoint and the headers toolgate adds to every
 /// request sent there (for Composio, the `x-api-key`).
@@ -19,6 +24,11 @@ pub struct UpstreamTarget {
     pub url: Url,
     /// Headers added to every upstream request, replacing same-named headers from the client.
     pub headers: HeaderMap,
+    /// `url` as the HTTP client takes it, parsed once here rather than per request; `None`
+    /// when it is not a valid HTTP URI (requests to it then fail).
+    uri: Option<Uri>,
+    /// `url` as safe to log ([`redacted_url`]), for every error that names the upstream.
+    shown: String,
 }
 
 impl UpstreamTarget {
@@ -27,7 +37,27 @@ impl UpstreamTarget {
         for value in headers.values_mut() {
             value.set_sensitive(true);
         }
-        Self { url, headers }
+        let mut absolute = url.clone();
+        // A fragment never goes on the wire.
+        absolute.set_fragment(None);
+        let uri = absolute.as_str().parse::<Uri>().ok();
+        let shown = redacted_url(&url);
+        Self {
+            url,
+            headers,
+            uri,
+            shown,
+        }
+    }
+
+    /// The URL as the HTTP client takes it (`None` if it is not a valid HTTP URI).
+    pub fn uri(&self) -> Option<&Uri> {
+        self.uri.as_ref()
+    }
+
+    /// The URL as safe to log: [`redacted_url`] of it.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 }
 
@@ -82,30 +112,6 @@ pub fn redacted_url(url: &Url) -> String {
         shown.push_str("?<redacted>");
     }
     shown
-}
-
-/// Why the upstream HTTP client could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("could not build the upstream HTTP client: {0}")]
-pub struct ClientBuildError(#[source] reqwest::Error);
-
-/// Builds the one upstream client a gateway shares across all requests.
-///
-/// Pooled keep-alive connections, HTTP/2 where the server offers it (ALPN), TCP_NODELAY, a
-/// connect timeout and no total timeout (SSE responses live as long as the session). Redirects
-/// are not followed: following one could carry the injected credentials to another origin, so
-/// a 3xx goes back to the client like any other status. No system proxy is consulted, so a
-/// loopback upstream is never sent through an `HTTP_PROXY` by accident. No decompression:
-/// encoded bodies pass through untouched.
-pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, ClientBuildError> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .map_err(ClientBuildError)
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the pre-standard ones proxies also strip.

@@ -163,7 +163,7 @@ pub(crate) fn single_front(
         user: UserId::new(config.user_id.as_deref().unwrap_or("user")).context("user_id")?,
         token: None,
     };
-    let http = toolgate_proxy::upstream::build_client(config.proxy_config().connect_timeout)?;
+    let http = toolgate_proxy::upstream::UpstreamClient::new(config.proxy_config().connect_timeout);
     let router = SingleRouter(UserRoutes::new(config, gateway, wiring, http));
     Ok(Some(Arc::new(toolgate_proxy::router::MultiUser::new(
         Arc::new(authenticator),
@@ -297,7 +297,7 @@ async fn jwt_verifier(config: &Config) -> anyhow::Result<JwtVerifier> {
     settings.user_claim = jwt.user_claim.clone();
     // Verbatim: issuer identifiers are compared as strings (validated as URLs above).
     settings.authorization_servers = jwt.authorization_servers.clone();
-    let client = toolgate_proxy::upstream::build_client(Duration::from_secs(10))?;
+    let client = toolgate_proxy::identity::jwt::jwks_client(Duration::from_secs(10))?;
     let verifier = JwtVerifier::new(settings, client).context("auth.jwt")?;
     if let Err(error) = verifier.refresh().await {
         // Not fatal: readiness stays false and requests get 503 until the keys load.
@@ -355,7 +355,7 @@ pub(crate) async fn watch_tokens_file(
 pub(crate) struct UserRoutes {
     proxy: toolgate_proxy::config::ProxyConfig,
     /// The upstream HTTP client every gateway of this process shares.
-    http: reqwest::Client,
+    http: toolgate_proxy::upstream::UpstreamClient,
     gateway: Gateway,
     upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
     gate_rx: watch::Receiver<toolgate_proxy::gate::GateState>,
@@ -370,7 +370,7 @@ impl UserRoutes {
         config: &Config,
         gateway: Gateway,
         wiring: &runtime::Wiring,
-        http: reqwest::Client,
+        http: toolgate_proxy::upstream::UpstreamClient,
     ) -> Self {
         Self {
             proxy: config.proxy_config(),
@@ -485,7 +485,7 @@ pub(crate) struct PoolRouter {
     /// The one Composio client of every user (same key and origin, one connection pool).
     composio: toolgate_session::ComposioClient,
     /// The one upstream HTTP client of every user's gateways.
-    http: reqwest::Client,
+    http: toolgate_proxy::upstream::UpstreamClient,
 }
 
 impl PoolRouter {
@@ -500,7 +500,8 @@ impl PoolRouter {
             idle_timeout: config.users.idle_timeout,
         });
         let signer = LinkSigner::new(&config.session_key);
-        let http = toolgate_proxy::upstream::build_client(config.proxy_config().connect_timeout)?;
+        let http =
+            toolgate_proxy::upstream::UpstreamClient::new(config.proxy_config().connect_timeout);
         Ok(Self {
             config,
             metrics,

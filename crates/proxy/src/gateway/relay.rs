@@ -33,6 +33,7 @@ use super::review::{event_data, event_end};
 use super::{BoxError, ProxyBody, full, sse_message};
 use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::message::{Message, same_id};
+use crate::upstream::TransportError;
 
 /// Largest non-SSE answer held whole before the client's head goes out.
 pub(super) const HELD_ANSWER_BYTES: usize = 4 * 1024 * 1024;
@@ -112,10 +113,10 @@ fn streamed_on(start: Bytes, body: ProxyBody, idle: Duration) -> ProxyBody {
 
 /// What a body error from the upstream means for the caller.
 fn broken(error: BoxError, url: &str) -> ErrorKind {
-    match error.downcast::<reqwest::Error>() {
+    match error.downcast::<hyper::Error>() {
         Ok(source) => ErrorKind::Transport {
             url: url.to_owned(),
-            source: *source,
+            source: TransportError::body(*source),
         },
         Err(_) => ErrorKind::NoAnswer,
     }

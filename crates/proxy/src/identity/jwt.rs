@@ -199,6 +199,19 @@ impl std::fmt::Debug for JwtVerifier {
     }
 }
 
+/// The client a [`JwtVerifier`] fetches its JWKS with: redirects are not followed (the keys'
+/// URL is configured, a hop elsewhere is not the issuer's) and no system proxy is consulted.
+pub fn jwks_client(connect_timeout: Duration) -> Result<reqwest::Client, JwtError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|error| {
+            JwtError::KeysUnavailable(format!("cannot build the JWKS client: {error}"))
+        })
+}
+
 /// Parses a JWKS document (RFC 7517 `{"keys": [...]}`).
 pub fn parse_jwks(text: &str) -> Result<JwkSet, JwtError> {
     serde_json::from_str(text).map_err(|error| JwtError::KeysUnavailable(format!("JWKS: {error}")))

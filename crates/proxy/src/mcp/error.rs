@@ -14,6 +14,7 @@
 //! transient outage from a bug. Over HTTP the status goes with the body; over stdio only the
 //! body exists and the status is what the metrics record.
 
+use crate::upstream::TransportError;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
@@ -116,7 +117,7 @@ pub enum ErrorKind {
         url: String,
         /// The transport error.
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// Connecting or waiting for the upstream's response headers took too long.
     #[error("the upstream MCP server at {url} did not answer in time")]
@@ -125,7 +126,7 @@ pub enum ErrorKind {
         url: String,
         /// The transport error, when the client library reported one.
         #[source]
-        source: Option<reqwest::Error>,
+        source: Option<TransportError>,
     },
     /// Any other transport failure (e.g. the connection broke mid-response).
     #[error("the connection to the upstream MCP server at {url} failed")]
@@ -134,7 +135,7 @@ pub enum ErrorKind {
         url: String,
         /// The transport error.
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// The upstream refused toolgate's credentials (401/403).
     #[error(
@@ -179,7 +180,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Classifies a transport error of a request to the upstream at `url` (redacted).
-    pub fn from_transport(error: reqwest::Error, url: String) -> Self {
+    pub fn from_transport(error: TransportError, url: String) -> Self {
         if error.is_timeout() {
             Self::Timeout {
                 url,

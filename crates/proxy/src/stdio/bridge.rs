@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::AbortHandle;
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use url::Url;
@@ -24,7 +26,7 @@ use crate::events::{ProxyEvents, RequestKind, RequestRecord};
 use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gatekeeper::{Call, CallContext, Gatekeeper, HoldStep, Verdict};
 use crate::mcp::message::{self, Message, same_id};
-use crate::upstream::{UpstreamTarget, redacted_url};
+use crate::upstream::{TransportError, UpstreamClient, UpstreamRequest, UpstreamTarget};
 
 /// `Accept` on every POST: the upstream may answer with JSON or an SSE stream.
 const ACCEPT_POST: &str = "application/json, text/event-stream";
@@ -61,14 +63,14 @@ pub(crate) struct ClientNotice {
 }
 
 /// A transport failure talking to `target`, classified.
-fn transport(error: reqwest::Error, target: &UpstreamTarget) -> ErrorKind {
-    ErrorKind::from_transport(error, redacted_url(&target.url))
+fn transport(error: TransportError, target: &UpstreamTarget) -> ErrorKind {
+    ErrorKind::from_transport(error, target.shown().to_owned())
 }
 
 /// The upstream took longer than its timeout.
 fn timed_out(target: &UpstreamTarget) -> ErrorKind {
     ErrorKind::Timeout {
-        url: redacted_url(&target.url),
+        url: target.shown().to_owned(),
         source: None,
     }
 }
@@ -145,7 +147,7 @@ pub(crate) struct Bridge {
     /// The bridge's settings.
     pub(crate) config: StdioConfig,
     /// The one pooled upstream client.
-    http: reqwest::Client,
+    http: UpstreamClient,
     /// Where MCP traffic goes; `None` until known.
     upstream_rx: watch::Receiver<Option<UpstreamTarget>>,
     /// The gate policy every `tools/call` goes through.
@@ -189,7 +191,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Bridge {
     pub(crate) fn new(
         config: StdioConfig,
-        http: reqwest::Client,
+        http: UpstreamClient,
         keeper: Gatekeeper,
         out: mpsc::Sender<Vec<u8>>,
     ) -> Self {
@@ -444,7 +446,7 @@ impl Bridge {
         target: &UpstreamTarget,
         request: &ClientRequest,
         snapshot: &SessionSnapshot,
-    ) -> reqwest::RequestBuilder {
+    ) -> UpstreamRequest {
         let mut builder = self
             .post_builder(target, request.line.clone(), Some(&request.method))
             .header(header::ACCEPT, ACCEPT_POST);
@@ -518,7 +520,7 @@ impl Bridge {
         &self,
         target: &UpstreamTarget,
         request: &ClientRequest,
-        response: &reqwest::Response,
+        response: &Response<Incoming>,
     ) {
         let mut session = lock(&self.session);
         if let Some(listener) = session.listener.take() {
@@ -538,7 +540,7 @@ impl Bridge {
     async fn relay_answer(
         &self,
         target: &UpstreamTarget,
-        mut response: reqwest::Response,
+        mut response: Response<Incoming>,
         awaited: Awaited<'_>,
     ) -> Result<(), ErrorKind> {
         let mut resumptions = 0;
@@ -596,7 +598,7 @@ impl Bridge {
     /// answer came through.
     async fn relay_stream(
         &self,
-        mut response: reqwest::Response,
+        mut response: Response<Incoming>,
         awaited: Option<Awaited<'_>>,
     ) -> Result<Relayed, ErrorKind> {
         let mut parser = SseParser::new(self.config.max_message_bytes);
@@ -604,7 +606,7 @@ impl Bridge {
         let mut answered = false;
         let mut oversized = false;
         loop {
-            let chunk = match response.chunk().await {
+            let chunk = match next_chunk(&mut response).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
                 Err(error) => {
@@ -967,13 +969,13 @@ impl Bridge {
     /// `false` when stdout is gone.
     async fn relay_get_stream(
         &self,
-        mut response: reqwest::Response,
+        mut response: Response<Incoming>,
         last_event_id: &mut Option<String>,
         retry: &mut Duration,
     ) -> bool {
         let mut parser = SseParser::new(self.config.max_message_bytes);
         let mut events = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
+        while let Ok(Some(chunk)) = next_chunk(&mut response).await {
             parser.push(&chunk, &mut events);
             for event in events.drain(..) {
                 if event.oversized {
@@ -1017,8 +1019,7 @@ impl Bridge {
         };
         let mut builder = self
             .http
-            .delete(target.url.clone())
-            .headers(target.headers.clone())
+            .request(Method::DELETE, &target)
             .header("mcp-session-id", id);
         if let Some(version) = version {
             builder = builder.header("mcp-protocol-version", version);
@@ -1038,9 +1039,9 @@ impl Bridge {
     /// [`UpstreamTimeouts::response`](crate::upstream::UpstreamTimeouts::response).
     async fn send(
         &self,
-        builder: reqwest::RequestBuilder,
+        builder: UpstreamRequest,
         target: &UpstreamTarget,
-    ) -> Result<reqwest::Response, ErrorKind> {
+    ) -> Result<Response<Incoming>, ErrorKind> {
         match tokio::time::timeout(self.config.upstream_timeouts.response, builder.send()).await {
             Ok(sent) => sent.map_err(|error| transport(error, target)),
             Err(_) => Err(timed_out(target)),
@@ -1057,11 +1058,10 @@ impl Bridge {
         target: &UpstreamTarget,
         body: Bytes,
         method: Option<&str>,
-    ) -> reqwest::RequestBuilder {
+    ) -> UpstreamRequest {
         let mut builder = self
             .http
-            .post(target.url.clone())
-            .headers(target.headers.clone())
+            .request(Method::POST, target)
             .header(header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(value) =
@@ -1072,10 +1072,9 @@ impl Bridge {
         builder
     }
 
-    fn get_builder(&self, target: &UpstreamTarget) -> reqwest::RequestBuilder {
+    fn get_builder(&self, target: &UpstreamTarget) -> UpstreamRequest {
         self.http
-            .get(target.url.clone())
-            .headers(target.headers.clone())
+            .request(Method::GET, target)
             .header(header::ACCEPT, "text/event-stream")
     }
 }
@@ -1083,10 +1082,10 @@ impl Bridge {
 /// Adds `Mcp-Session-Id` and `MCP-Protocol-Version` (the request's own 2026-07-28 version wins
 /// over the negotiated one).
 fn with_session_headers(
-    mut builder: reqwest::RequestBuilder,
+    mut builder: UpstreamRequest,
     snapshot: &SessionSnapshot,
     request_version: Option<&str>,
-) -> reqwest::RequestBuilder {
+) -> UpstreamRequest {
     if let Some(id) = &snapshot.id {
         builder = builder.header("mcp-session-id", id.as_str());
     }
@@ -1096,7 +1095,7 @@ fn with_session_headers(
     builder
 }
 
-fn session_id_of(response: &reqwest::Response) -> Option<String> {
+fn session_id_of(response: &Response<Incoming>) -> Option<String> {
     response
         .headers()
         .get("mcp-session-id")
@@ -1104,7 +1103,7 @@ fn session_id_of(response: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn is_sse(response: &reqwest::Response) -> bool {
+fn is_sse(response: &Response<Incoming>) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -1125,19 +1124,29 @@ fn session_lost(status: StatusCode, body: &[u8], sent_session: bool) -> bool {
                 .contains("session"))
 }
 
+/// The next data chunk of an upstream body (trailers skipped); `Ok(None)` at its end.
+async fn next_chunk(response: &mut Response<Incoming>) -> Result<Option<Bytes>, hyper::Error> {
+    while let Some(frame) = response.body_mut().frame().await {
+        if let Ok(data) = frame?.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
 /// The upstream went quiet for longer than `body_idle` in the middle of a body.
 struct BodyStalled;
 
 /// Reads a body up to `limit` bytes (the rest is discarded); errors end it early, and so does a
 /// silence longer than `idle` between two chunks (then `Err`).
 async fn read_body(
-    mut response: reqwest::Response,
+    mut response: Response<Incoming>,
     limit: usize,
     idle: Duration,
 ) -> Result<Bytes, BodyStalled> {
     let mut body = Vec::new();
     loop {
-        let chunk = match tokio::time::timeout(idle, response.chunk()).await {
+        let chunk = match tokio::time::timeout(idle, next_chunk(&mut response)).await {
             Ok(Ok(Some(chunk))) => chunk,
             Ok(Ok(None) | Err(_)) => break,
             Err(_) => return Err(BodyStalled),
@@ -1153,14 +1162,14 @@ async fn read_body(
 
 /// [`read_body`] for bodies that only feed a log line or an error message: a stalled body
 /// counts as empty.
-async fn read_bounded(response: reqwest::Response, limit: usize, idle: Duration) -> Bytes {
+async fn read_bounded(response: Response<Incoming>, limit: usize, idle: Duration) -> Bytes {
     read_body(response, limit, idle).await.unwrap_or_default()
 }
 
 /// The protocol version in a replayed `initialize` answer (JSON or SSE), which is consumed here
 /// and never shown to the client.
 async fn initialize_version(
-    response: reqwest::Response,
+    response: Response<Incoming>,
     limit: usize,
     idle: Duration,
 ) -> Option<String> {

@@ -40,7 +40,7 @@ use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gatekeeper::{CallContext, Gatekeeper, Verdict};
 use crate::mcp::message::{self, Body, Message, parse_body};
 use crate::mcp::policy::AllPending;
-use crate::upstream::{ClientBuildError, UpstreamTarget, UpstreamTimeouts, build_client};
+use crate::upstream::{UpstreamClient, UpstreamTarget, UpstreamTimeouts};
 
 /// How the stdio bridge behaves. [`StdioConfig::default`] suits Claude Desktop.
 #[derive(Clone, Debug)]
@@ -105,9 +105,6 @@ pub enum StdioError {
     /// Writing stdout failed (usually: the client went away).
     #[error("writing MCP messages to stdout failed: {0}")]
     Write(#[source] io::Error),
-    /// The upstream HTTP client could not be built.
-    #[error(transparent)]
-    Client(#[from] ClientBuildError),
 }
 
 /// Why [`run_stdio`] returned normally.
@@ -163,7 +160,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let http = build_client(config.connect_timeout)?;
+    let http = UpstreamClient::new(config.connect_timeout);
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (finish_tx, finish_rx) = oneshot::channel();
     let mut writer_task = tokio::spawn(write_lines(writer, out_rx, finish_rx));
