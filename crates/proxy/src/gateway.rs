@@ -545,7 +545,7 @@ impl Gateway {
     }
 
     fn upstream_failed(&self, kind: ErrorKind) -> ErrorKind {
-        // The kind's Display names only the redacted URL; reqwest's own may include the query.
+        // The kind's Display names only the redacted URL, never the query.
         tracing::warn!(error = %kind, kind = kind.label(), "upstream request failed");
         self.inner.events.upstream_error(&kind);
         kind

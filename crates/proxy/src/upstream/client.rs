@@ -116,7 +116,9 @@ impl UpstreamClient {
 
 /// A request being put together for [`UpstreamClient::send`]: headers are added one by one,
 /// and a value that is not a valid header makes [`UpstreamRequest::send`] fail instead.
-#[derive(Debug)]
+///
+/// `Debug` shows the method and the header names only: the URI's query and the target's
+/// header values may be credentials.
 pub struct UpstreamRequest {
     client: UpstreamClient,
     uri: Option<Uri>,
@@ -124,6 +126,15 @@ pub struct UpstreamRequest {
     headers: HeaderMap,
     body: Bytes,
     invalid: Option<http::Error>,
+}
+
+impl std::fmt::Debug for UpstreamRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamRequest")
+            .field("method", &self.method)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl UpstreamRequest {
@@ -314,7 +325,9 @@ mod tests {
 
     /// What the client's connection to `scheme://127.0.0.1:port` starts with.
     async fn first_bytes(scheme: &str) -> (Vec<u8>, TransportError) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let client = UpstreamClient::new(Duration::from_secs(5));
         let target = target(&format!("{scheme}://127.0.0.1:{port}/mcp"));
@@ -324,7 +337,7 @@ mod tests {
         let read = socket.read(&mut first).await.expect("read");
         first.truncate(read);
         drop(socket);
-        let error = sent.await.expect("joined").err().expect("no answer");
+        let error = sent.await.expect("joined").expect_err("no answer");
         (first, error)
     }
 
@@ -337,7 +350,10 @@ mod tests {
         assert!(hello.windows(8).any(|w| w == b"http/1.1"), "no http/1.1");
         assert!(error.is_connect() && !error.is_timeout(), "{error:?}");
         let (request, _) = first_bytes("http").await;
-        assert!(request.starts_with(b"POST /mcp HTTP/1.1\r\n"), "{request:?}");
+        assert!(
+            request.starts_with(b"POST /mcp HTTP/1.1\r\n"),
+            "{request:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -355,6 +371,26 @@ mod tests {
         assert!(error.is_timeout() && error.is_connect(), "{error:?}");
     }
 
+    #[test]
+    fn debug_shows_no_credentials() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("ak_secret"));
+        let target = UpstreamTarget::new(
+            url::Url::parse("https://up.example/mcp?key=k").expect("a URL"),
+            headers,
+        );
+        let client = UpstreamClient::new(Duration::from_secs(1));
+        let shown = format!("{:?}", client.request(Method::POST, &target));
+        assert!(
+            shown.contains("x-api-key") && shown.contains("POST"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("ak_secret") && !shown.contains("key=k"),
+            "{shown}"
+        );
+    }
+
     #[tokio::test]
     async fn refused_and_malformed_requests_fail_with_their_kind() {
         let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -370,8 +406,7 @@ mod tests {
             .header("mcp-session-id", "two\nlines")
             .send()
             .await
-            .err()
-            .expect("rejected before sending");
+            .expect_err("rejected before sending");
         assert!(!malformed.is_connect(), "{malformed:?}");
     }
 }
