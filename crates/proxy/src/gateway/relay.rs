@@ -19,6 +19,11 @@
 //!   there" includes what the upstream connection's task has read but not yet decoded: the
 //!   relay yields one scheduler turn at a time for it while each turn brings more. Nothing
 //!   ever waits for the network, so a progress event still leaves the moment it is complete.
+//! - Connection reuse: once every request of a POST is answered, the client's stream ends
+//!   with the answer. The upstream's end, when it is already there (rmcp writes it with the
+//!   answer), is read before that last write, so the upstream connection is back in the pool
+//!   when the client's next request comes, even if that request is already waiting; an end
+//!   not there within a couple of turns is read in the background instead, never waited for.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -41,6 +46,11 @@ pub(super) const HELD_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 const COALESCE_BYTES: usize = 64 * 1024;
 /// A single SSE event larger than this is passed on in pieces instead of being held whole.
 const HELD_EVENT_BYTES: usize = 16 * 1024 * 1024;
+/// Scheduler turns an answered stream gives the upstream's end before reading it in the
+/// background. An end that arrived with the answer takes the upstream connection's task one
+/// turn to decode, or two when the answer had already been waiting for the relay (seen with
+/// hyper 1.12's client); an end still missing after that is on the network.
+const END_TURNS: u8 = 2;
 
 /// A non-SSE body, read until complete (or [`HELD_ANSWER_BYTES`]) with at most `idle` between
 /// frames. `Err` is what the caller should be told instead.
@@ -111,6 +121,34 @@ fn streamed_on(start: Bytes, body: ProxyBody, idle: Duration) -> ProxyBody {
     StreamBody::new(futures_util::StreamExt::chain(start, rest)).boxed_unsync()
 }
 
+/// Reads what is left of an answered upstream stream: `Ready` once its end (or an error) is
+/// there. Anything after the answer is dropped (an MCP server sends nothing more), but no
+/// more than [`COALESCE_BYTES`] at a time: beyond that it is `Pending`, left to [`drain`].
+fn poll_end(rest: &mut ProxyBody, cx: &mut Context<'_>) -> Poll<()> {
+    let mut dropped = 0;
+    while dropped <= COALESCE_BYTES {
+        match Pin::new(&mut *rest).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                dropped += frame.data_ref().map_or(0, Bytes::len);
+            }
+            Poll::Ready(_) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    Poll::Pending
+}
+
+/// Reads `rest` to its end in the background, so its connection goes back to the pool, giving
+/// up after `idle` without a frame.
+fn drain(rest: Option<ProxyBody>, idle: Duration) {
+    let Some(mut rest) = rest else {
+        return;
+    };
+    tokio::spawn(async move {
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, rest.frame()).await {}
+    });
+}
+
 /// What a body error from the upstream means for the caller.
 fn broken(error: BoxError, url: &str) -> ErrorKind {
     match error.downcast::<hyper::Error>() {
@@ -142,6 +180,7 @@ pub(super) async fn sse(
         awaits_answers: !pending.is_empty(),
         pending,
         tail: None,
+        end_turns: 0,
         drain_idle,
         url,
     };
@@ -167,6 +206,8 @@ struct SseRelay {
     tail: Option<Bytes>,
     /// The POST had requests: once all are answered the client's stream is complete.
     awaits_answers: bool,
+    /// Scheduler turns already given to the upstream's end once all are answered.
+    end_turns: u8,
     /// How long the rest of a finished upstream stream is read (and dropped) so its
     /// connection can be reused.
     drain_idle: Duration,
@@ -183,6 +224,9 @@ impl SseRelay {
     fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut progressed = false;
         while let Some(upstream) = self.upstream.as_mut() {
+            if self.awaits_answers && self.pending.is_empty() {
+                return self.poll_answered(cx);
+            }
             if self.stash.len() + self.buffer.len() >= COALESCE_BYTES {
                 return Poll::Ready(());
             }
@@ -195,9 +239,6 @@ impl SseRelay {
                     };
                     if let Some(events) = self.take_in(&chunk) {
                         self.stash.push(events);
-                    }
-                    if self.awaits_answers && self.pending.is_empty() {
-                        self.answered();
                     }
                 }
                 Poll::Ready(Some(Err(error))) => self.ended(Some(error)),
@@ -283,19 +324,34 @@ impl SseRelay {
 
     /// Every request of the POST has its answer: MCP's server closes the stream after the
     /// answer, so the client's stream ends here, in the same write as the answer, instead of
-    /// one write later when the upstream's end has been decoded. The upstream's rest is read
-    /// to its end in the background, so its connection goes back to the pool.
-    fn answered(&mut self) {
-        let Some(mut rest) = self.upstream.take() else {
-            return;
+    /// one write later when the upstream's end has been decoded.
+    ///
+    /// The upstream's end is read first when it is there now or within [`END_TURNS`] scheduler
+    /// turns (its connection task decodes it once asked), and then one more turn passes before the last
+    /// write is handed on: the client's pool takes the connection back in a task woken by that
+    /// end, and the server reads a next request that is already waiting in the same turn as it
+    /// writes the answer, so without that turn the request would find no idle connection and
+    /// the pool would open a second one. An end not there by then is read in the background,
+    /// so the connection still goes back to the pool; nothing here waits for the network.
+    fn poll_answered(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(rest) = self.upstream.as_mut() else {
+            return Poll::Ready(());
         };
-        let idle = self.drain_idle;
-        tokio::spawn(async move {
-            while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, rest.frame()).await {}
-        });
-        if !self.buffer.is_empty() {
-            self.tail = Some(self.buffer.split().freeze());
+        let ended = poll_end(rest, cx).is_ready();
+        if ended || self.end_turns == END_TURNS {
+            let rest = self.upstream.take();
+            if !self.buffer.is_empty() {
+                self.tail = Some(self.buffer.split().freeze());
+            }
+            if !ended {
+                drain(rest, self.drain_idle);
+                return Poll::Ready(());
+            }
         }
+        self.end_turns += 1;
+        // Woken at once: the turn goes to the upstream connection's task and the pool's.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// The upstream's body is over: `error` when it broke. Decides what the client still gets.
@@ -413,6 +469,8 @@ impl Gathered {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::sync::mpsc;
 
     const PRIMING: &[u8] = b"data: \nid: 0/1\nretry: 3000\n\n";
@@ -481,6 +539,58 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_task_woken_by_the_upstreams_end_runs_before_the_last_frame_leaves() {
+        // The upstream's end is there with the answer; reading it wakes a task, as it wakes the
+        // client pool's task that takes the connection back.
+        let returned = Arc::new(AtomicBool::new(false));
+        let pool = returned.clone();
+        let mut woke = false;
+        let end = futures_util::stream::poll_fn(move |_| {
+            if !std::mem::replace(&mut woke, true) {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.store(true, Ordering::SeqCst) });
+            }
+            Poll::Ready(None)
+        });
+        let frames = futures_util::stream::iter([PRIMING, ANSWER])
+            .map(|chunk| Ok::<_, BoxError>(Frame::data(Bytes::from_static(chunk))))
+            .chain(end);
+        let body = StreamBody::new(frames).boxed_unsync();
+        let relay = sse(body, pending_one(), "u".to_owned(), Duration::from_secs(1));
+        let mut relay = tokio::time::timeout(Duration::from_secs(1), relay)
+            .await
+            .expect("no wait");
+        let first = relay.frame().await.expect("a frame").expect("data");
+        assert!(
+            returned.load(Ordering::SeqCst),
+            "the connection is back in the pool before the client's last write"
+        );
+        assert_eq!(first.into_data().expect("data"), [PRIMING, ANSWER].concat());
+        assert!(relay.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_end_that_is_not_there_is_not_waited_for() {
+        let (tx, body) = fed();
+        tx.send(Bytes::from_static(PRIMING)).expect("open");
+        tx.send(Bytes::from_static(ANSWER)).expect("open");
+        let relay = sse(body, pending_one(), "u".to_owned(), Duration::from_secs(1));
+        let mut relay = tokio::time::timeout(Duration::from_millis(1), relay)
+            .await
+            .expect("no wait");
+        let first = relay.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), [PRIMING, ANSWER].concat());
+        assert!(
+            relay.is_end_stream(),
+            "the client's stream ends with the answer"
+        );
+        // The rest is read in the background, which gives up after the idle bound.
+        tokio::time::timeout(Duration::from_secs(2), tx.closed())
+            .await
+            .expect("the background read gives the upstream body up");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_event_leaves_without_waiting_for_the_next() {
         let (tx, body) = fed();
         tx.send(Bytes::from_static(PRIMING)).expect("open");
@@ -515,6 +625,7 @@ mod tests {
             awaits_answers: true,
             pending: ids.into(),
             tail: None,
+            end_turns: 0,
             drain_idle: Duration::from_secs(1),
             url: "u".to_owned(),
         };
