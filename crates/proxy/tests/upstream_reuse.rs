@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -104,6 +104,15 @@ async fn answer(
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let message: Value = serde_json::from_slice(&body).unwrap();
     let (id, tool) = (message["id"].clone(), message["params"]["name"].clone());
+    if tool == "json" {
+        let result =
+            json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":tool}]}});
+        let mut response = Response::new(Full::new(Bytes::from(result.to_string())).boxed_unsync());
+        response
+            .headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        return Ok(response);
+    }
     let (events, stream) = mpsc::unbounded_channel::<Bytes>();
     events
         .send(Bytes::from_static(b"data: \nid: 0/0\nretry: 3000\n\n"))
@@ -200,15 +209,24 @@ impl Client {
     async fn read_response(&mut self, first_chunk: &dyn Fn()) -> String {
         let status = self.line().await;
         assert!(status.starts_with("HTTP/1.1 200 "), "{status:?}");
-        let mut chunked = false;
+        let (mut chunked, mut length) = (false, None);
         loop {
             let header = self.line().await.to_ascii_lowercase();
             if header.is_empty() {
                 break;
             }
             chunked |= header == "transfer-encoding: chunked";
+            length = header
+                .strip_prefix("content-length: ")
+                .map(|value| value.parse::<usize>().unwrap())
+                .or(length);
         }
-        assert!(chunked, "an SSE answer streams in chunks");
+        if let Some(length) = length {
+            let mut body = vec![0; length];
+            self.reader.read_exact(&mut body).await.unwrap();
+            return String::from_utf8(body).unwrap();
+        }
+        assert!(chunked, "a body without a length streams in chunks");
         let mut body = Vec::new();
         loop {
             let size = usize::from_str_radix(&self.line().await, 16).unwrap();
@@ -248,12 +266,16 @@ impl Client {
     }
 }
 
-/// The SSE body holds the answer to `id`, the text naming `tool`.
+/// The body (a JSON answer or an SSE stream) holds the answer to `id`, the text naming `tool`.
 fn assert_answered(body: &str, id: u64, tool: &str) {
-    let answer = body
-        .split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+    let json = serde_json::from_str::<Value>(body).ok();
+    let answer = json
+        .into_iter()
+        .chain(
+            body.split("\n\n")
+                .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
+                .filter_map(|data| serde_json::from_str::<Value>(data).ok()),
+        )
         .find(|message| message["id"] == id)
         .unwrap_or_else(|| panic!("no answer to {id} in {body:?}"));
     assert_eq!(answer["result"]["content"][0]["text"], tool, "{body:?}");
@@ -294,6 +316,11 @@ async fn answers_written_apart_from_the_priming_event_reuse_one_upstream_connect
         1,
         "each call's upstream connection should be back in the pool before the next call"
     );
+}
+
+#[tokio::test]
+async fn json_answers_reuse_one_upstream_connection() {
+    assert_eq!(upstream_connections_for("json").await, 1);
 }
 
 #[tokio::test]
