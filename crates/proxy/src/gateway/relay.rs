@@ -488,6 +488,13 @@ mod tests {
         vec![RawValue::from_string("1".to_owned()).expect("an id")]
     }
 
+    /// The relay of `body` for a POST awaiting id 1 (drained for at most 1 s), which must be
+    /// ready within `bound`: `sse` never waits for the network.
+    async fn relay_within(body: ProxyBody, bound: Duration) -> ProxyBody {
+        let relay = sse(body, pending_one(), "u".to_owned(), Duration::from_secs(1));
+        tokio::time::timeout(bound, relay).await.expect("no wait")
+    }
+
     /// An upstream body like hyper's: each frame is there only one scheduler turn after
     /// the previous one was taken (the connection task decodes it then).
     struct OneTurnApart {
@@ -520,15 +527,7 @@ mod tests {
                 .into(),
             turned: false,
         };
-        let relay = sse(
-            body.boxed_unsync(),
-            pending_one(),
-            "u".to_owned(),
-            Duration::from_secs(1),
-        );
-        let mut relay = tokio::time::timeout(Duration::from_secs(1), relay)
-            .await
-            .expect("no wait");
+        let mut relay = relay_within(body.boxed_unsync(), Duration::from_secs(1)).await;
         let first = relay.frame().await.expect("a frame").expect("data");
         assert_eq!(first.into_data().expect("data"), [PRIMING, ANSWER].concat());
         assert!(
@@ -556,10 +555,7 @@ mod tests {
             .map(|chunk| Ok::<_, BoxError>(Frame::data(Bytes::from_static(chunk))))
             .chain(end);
         let body = StreamBody::new(frames).boxed_unsync();
-        let relay = sse(body, pending_one(), "u".to_owned(), Duration::from_secs(1));
-        let mut relay = tokio::time::timeout(Duration::from_secs(1), relay)
-            .await
-            .expect("no wait");
+        let mut relay = relay_within(body, Duration::from_secs(1)).await;
         let first = relay.frame().await.expect("a frame").expect("data");
         assert!(
             returned.load(Ordering::SeqCst),
@@ -574,10 +570,7 @@ mod tests {
         let (tx, body) = fed();
         tx.send(Bytes::from_static(PRIMING)).expect("open");
         tx.send(Bytes::from_static(ANSWER)).expect("open");
-        let relay = sse(body, pending_one(), "u".to_owned(), Duration::from_secs(1));
-        let mut relay = tokio::time::timeout(Duration::from_millis(1), relay)
-            .await
-            .expect("no wait");
+        let mut relay = relay_within(body, Duration::from_millis(1)).await;
         let first = relay.frame().await.expect("a frame").expect("data");
         assert_eq!(first.into_data().expect("data"), [PRIMING, ANSWER].concat());
         assert!(
@@ -595,10 +588,7 @@ mod tests {
         let (tx, body) = fed();
         tx.send(Bytes::from_static(PRIMING)).expect("open");
         // Nothing more comes: `sse` must still return, with the first event ready at once.
-        let relay = sse(body, pending_one(), "u".to_owned(), Duration::from_secs(1));
-        let mut relay = tokio::time::timeout(Duration::from_secs(1), relay)
-            .await
-            .expect("no wait");
+        let mut relay = relay_within(body, Duration::from_secs(1)).await;
         let first = tokio::time::timeout(Duration::from_secs(1), relay.frame()).await;
         let first = first.expect("no wait").expect("a frame").expect("data");
         assert_eq!(first.into_data().expect("data"), PRIMING);
