@@ -17,7 +17,7 @@
 #   oneshot   hyperfine: start -> initialize -> one call -> exit, each stdio bridge
 # Every answer is checked ("Echo: hi"); a run with a bad answer or a socket error is reported
 # as such and the summary counts them. The load average is recorded with every run.
-# Knobs: SECTIONS, HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD,
+# Knobs: SECTIONS, EVERYTHING_WARMUP (seconds of wrk against a freshly started server-everything, default 3), HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD,
 # TOOLGATE_BIN (a toolgate binary to measure instead of building one; implies SKIP_BUILD) and
 # BIN_COMMIT (the commit that binary was built from, for the header).
 # Not part of CI. Prints markdown tables at the end (bench/peers_report.py).
@@ -169,6 +169,12 @@ start_everything() { # -> se_port, se_pid, se_url
   se_port=$(free_port)
   PORT=$se_port node "$everything" streamableHttp >/dev/null 2>&1 &
   se_pid=$!; pids+=($se_pid); wait_port $se_port; se_url=http://127.0.0.1:$se_port/mcp
+  # Node's JIT is cold after a start: without this, whichever path runs first after a restart
+  # measured up to 2x slower (seen in interleaved A/Bs), and with more paths than pairs the
+  # rotation gives that slot to some paths and never to others.
+  local sid; sid=$(mksession "$se_url")
+  SID=$sid TOOL=echo PV=2025-11-25 AUTH= APIKEY= \
+    wrk -t2 -c8 -d${EVERYTHING_WARMUP:-3}s -s bench/http_echo.lua "$se_url" >/dev/null
 }
 
 key=sk_sandbox_demo
