@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use toolgate_proxy::upstream::{UpstreamTarget, redacted_url};
+use toolgate_proxy::upstream::UpstreamTarget;
 
 use super::gateway;
 use crate::config::{self, Config, ConfigArgs, Flags, HttpArgs};
@@ -66,7 +66,7 @@ fn generic_runtime(threads: usize) -> Result<tokio::runtime::Runtime, ExitCode> 
 
 /// Generic mode: the gateway plus `/healthz`, `/readyz` and `/metrics` on one listener.
 async fn serve_generic(config: Config, target: UpstreamTarget) -> ExitCode {
-    let upstream_shown = redacted_url(&target.url);
+    let upstream_shown = target.shown().to_owned();
     let listen: SocketAddr = config.listen;
     // The channels stay alive for the whole run: generic mode never changes them.
     let (app, _channels) = match gateway::generic_app(config.proxy_config(), target) {
