@@ -140,10 +140,7 @@ fn poll_end(rest: &mut ProxyBody, cx: &mut Context<'_>) -> Poll<()> {
 
 /// Reads `rest` to its end in the background, so its connection goes back to the pool, giving
 /// up after `idle` without a frame.
-fn drain(rest: Option<ProxyBody>, idle: Duration) {
-    let Some(mut rest) = rest else {
-        return;
-    };
+fn drain(mut rest: ProxyBody, idle: Duration) {
     tokio::spawn(async move {
         while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, rest.frame()).await {}
     });
@@ -343,7 +340,7 @@ impl SseRelay {
             if !self.buffer.is_empty() {
                 self.tail = Some(self.buffer.split().freeze());
             }
-            if !ended {
+            if !ended && let Some(rest) = rest {
                 drain(rest, self.drain_idle);
                 return Poll::Ready(());
             }
