@@ -227,6 +227,12 @@ impl Gateway {
         self.inner.url_elicitation_sessions.insert(session);
     }
 
+    /// The pooled upstream client this gateway forwards through, for a front that builds
+    /// more gateways beside it (they then share its connections).
+    pub fn client(&self) -> &UpstreamClient {
+        &self.inner.client
+    }
+
     /// The events hook this gateway reports to.
     pub fn events(&self) -> Arc<dyn ProxyEvents> {
         Arc::clone(&self.inner.events)

@@ -163,7 +163,8 @@ pub(crate) fn single_front(
         user: UserId::new(config.user_id.as_deref().unwrap_or("user")).context("user_id")?,
         token: None,
     };
-    let http = toolgate_proxy::upstream::UpstreamClient::new(config.proxy_config().connect_timeout);
+    // Routes pinned to another replica's session share the gateway's connection pool.
+    let http = gateway.client().clone();
     let router = SingleRouter(UserRoutes::new(config, gateway, wiring, http));
     Ok(Some(Arc::new(toolgate_proxy::router::MultiUser::new(
         Arc::new(authenticator),
