@@ -6,6 +6,8 @@
 # pair or round to the next, so drifting load from other work hits every path alike):
 #   http      wrk, HTTP->HTTP at 1 and 8 connections, against server-everything and the
 #             sandbox's rmcp upstream: direct, socat, toolgate serve, joshrotenberg mcp-proxy
+#             (and, against server-everything, direct and toolgate without Mcp-Protocol-Version:
+#             what josh sends upstream)
 #   multiuser wrk against the sandbox in Composio mode: toolgate single-user, single-user with
 #             session_key (sealed ids), auth.mode=tokens with session_key (identity + seal)
 #   stdio     bench/lat.py, one call at a time: per-call latency, bridge CPU per call and RSS of
@@ -17,7 +19,7 @@
 #   oneshot   hyperfine: start -> initialize -> one call -> exit, each stdio bridge
 # Every answer is checked ("Echo: hi"); a run with a bad answer or a socket error is reported
 # as such and the summary counts them. The load average is recorded with every run.
-# Knobs: SECTIONS, EVERYTHING_WARMUP (seconds of wrk against a freshly started server-everything, default 3), HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD,
+# Knobs: SECTIONS, EVERYTHING_WARMUP (seconds of wrk against a freshly started server-everything, default 20), HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD,
 # TOOLGATE_BIN (a toolgate binary to measure instead of building one; implies SKIP_BUILD) and
 # BIN_COMMIT (the commit that binary was built from, for the header).
 # Not part of CI. Prints markdown tables at the end (bench/peers_report.py).
@@ -171,10 +173,11 @@ start_everything() { # -> se_port, se_pid, se_url
   se_pid=$!; pids+=($se_pid); wait_port $se_port; se_url=http://127.0.0.1:$se_port/mcp
   # Node's JIT is cold after a start: without this, whichever path runs first after a restart
   # measured up to 2x slower (seen in interleaved A/Bs), and with more paths than pairs the
-  # rotation gives that slot to some paths and never to others.
+  # rotation gives that slot to some paths and never to others. 3 s was not enough: after it,
+  # Node's CPU per call still fell from 4.5 to 2.3 ms over the next 28 s of one-connection runs.
   local sid; sid=$(mksession "$se_url")
   SID=$sid TOOL=echo PV=2025-11-25 AUTH= APIKEY= \
-    wrk -t2 -c8 -d${EVERYTHING_WARMUP:-3}s -s bench/http_echo.lua "$se_url" >/dev/null
+    wrk -t2 -c8 -d${EVERYTHING_WARMUP:-20}s -s bench/http_echo.lua "$se_url" >/dev/null
 }
 
 key=sk_sandbox_demo
@@ -216,15 +219,21 @@ http_pair() { # UPSTREAM CONNS PAIR  (upstream and proxies fresh for every pair)
     echo "R rss upstream=$up when=idle toolgate=$(rss_kib $tg_pid)${josh_pid:+ josh=$(rss_kib $josh_pid)}" | tee -a "$out"
   fi
   local paths=($HTTP_PATHS)
-  # server-everything is 3-4x slower per call when the client sends Mcp-Protocol-Version:
-  # a direct run without it shows what a proxy that drops the header would look like.
-  [ "$up" = everything ] && [[ " $HTTP_PATHS " == *" direct "* ]] && paths+=(direct-nopv)
+  # server-everything is 2-4x slower per call when requests carry Mcp-Protocol-Version, and
+  # joshrotenberg mcp-proxy 0.6.0 sends none upstream (it negotiates 2025-11-25, then drops the
+  # header the spec requires). Like with like: direct-nopv is the upstream josh actually sees,
+  # and toolgate-nopv is toolgate with a client that sends no header (toolgate adds none).
+  if [ "$up" = everything ]; then
+    [[ " $HTTP_PATHS " == *" direct "* ]] && paths+=(direct-nopv)
+    [[ " $HTTP_PATHS " == *" toolgate "* ]] && paths+=(toolgate-nopv)
+  fi
   for path in $(rotate "$pair" "${paths[@]}"); do
     case $path in
       direct) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" direct "$conns" "$pair" "$url" "$tool" 2025-11-25 "" "$hdr" ;;
       direct-nopv) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" direct-nopv "$conns" "$pair" "$url" "$tool" none "" "$hdr" ;;
       socat) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" socat "$conns" "$pair" "$relay_url" "$tool" 2025-11-25 "" "$hdr" ;;
       toolgate) CPU_PIDS="upstream:$upstream_pid proxy:$tg_pid" wrk_run http "$up" toolgate "$conns" "$pair" "$tg_url" "$tool" ;;
+      toolgate-nopv) CPU_PIDS="upstream:$upstream_pid proxy:$tg_pid" wrk_run http "$up" toolgate-nopv "$conns" "$pair" "$tg_url" "$tool" none ;;
       josh) CPU_PIDS="upstream:$upstream_pid proxy:$josh_pid" wrk_run http "$up" josh "$conns" "$pair" "$josh_url" "b/$tool" ;;
     esac
   done

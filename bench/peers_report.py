@@ -68,7 +68,7 @@ def http_tables(rows):
             if not direct:
                 continue
             d_rps, d50, d99 = col(direct, "rps"), col(direct, "p50"), col(direct, "p99")
-            for path in ("direct", "direct-nopv", "socat", "toolgate", "josh"):
+            for path in ("direct", "direct-nopv", "socat", "toolgate", "toolgate-nopv", "josh"):
                 sel = [r for r in group if r["path"] == path]
                 if not sel:
                     continue
@@ -86,10 +86,19 @@ def http_tables(rows):
                 continue
             d50 = col(by["direct"], "p50")
             tg, so, jo = (col(by[p], "p50") - d50 for p in ("toolgate", "socat", "josh"))
-            ratio = col(by["toolgate"], "rps") / col(by["josh"], "rps")
+            # josh sends no Mcp-Protocol-Version upstream; where the run has toolgate without it
+            # too (server-everything), that is the like-for-like throughput comparison.
+            like = [r for r in group if r["path"] == "toolgate-nopv"] or by["toolgate"]
+            ratio = col(like, "rps") / col(by["josh"], "rps")
+            which = " (both without Mcp-Protocol-Version upstream)" if like is not by["toolgate"] else ""
+            nopv = [r for r in group if r["path"] == "direct-nopv"]
+            josh_vs = ""
+            if nopv:
+                jo = col(by["josh"], "p50") - col(nopv, "p50")
+                josh_vs = f" over direct-nopv, the upstream it sees ({col(by['josh'], 'rps') / col(nopv, 'rps'):.2f}× its throughput)"
             print(f"- {up} c{conns}: toolgate added p50 {tg:+.0f} µs vs socat {so:+.0f} µs "
-                  f"({'≤ socat' if tg <= so else '> socat'}); joshrotenberg mcp-proxy {jo:+.0f} µs; "
-                  f"toolgate/josh throughput {ratio:.2f}×")
+                  f"({'≤ socat' if tg <= so else '> socat'}); joshrotenberg mcp-proxy {jo:+.0f} µs{josh_vs}; "
+                  f"toolgate/josh throughput {ratio:.2f}×{which}")
     print()
 
 
