@@ -54,7 +54,8 @@ use crate::access::Access;
 use crate::gateway::{Gateway, ProxyBody, not_found};
 use crate::limits::{
     AcceptFailures, BodyBudget, BodyLimitLayer, ConcurrencyLimitLayer, ConnectionSlot, Connections,
-    LogLimiter, RequestBody, ServerLimits, SharedStream, TrackActivityLayer, is_fd_exhaustion,
+    LogLimiter, RequestBody, ServerLimits, SharedStream, TrackActivityLayer, Watchdog,
+    is_fd_exhaustion,
 };
 
 /// Serves `gateway` on `listener` (its MCP path; every other path gets 404) with the default
@@ -249,23 +250,45 @@ where
             )
             .into_owned();
         let connection = graceful.watch(connection);
-        let cut_off = cut_off.clone();
+        // Cancelled by the drain's cut-off, or by the watchdog when the connection must close.
+        let stop = cut_off.child_token();
+        tokio::spawn(watchdog(slot.watchdog(), stream, stop.clone(), peer));
         tokio::spawn(async move {
+            // However the connection ends, its watchdog ends with it.
+            let _watchdog = stop.clone().drop_guard();
             tokio::select! {
-                // The connection first: what it has already read decides whether `closed` holds.
                 biased;
                 result = connection => {
                     if let Err(error) = result {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
                 }
-                () = slot.closed(stream.get()) => {
-                    tracing::debug!(%peer, "closing a connection idle past its deadline or evicted");
-                }
-                () = cut_off.cancelled() => {}
+                () = stop.cancelled() => {}
             }
             drop(slot);
         });
+    }
+}
+
+/// Stops a connection (through `stop`) when its slot says it must close: idle past its
+/// deadline, evicted, or abandoned by its client.
+///
+/// A task of its own, so that it runs only when its timer or its slot's state changes. Polled
+/// beside the connection in one task, its timer and watches were polled again on every wake
+/// of the connection, about five times per request (some 7 % of the instructions of a
+/// forwarded request).
+async fn watchdog(
+    watchdog: Watchdog,
+    stream: SharedStream,
+    stop: CancellationToken,
+    peer: SocketAddr,
+) {
+    tokio::select! {
+        () = watchdog.closed(stream.get()) => {
+            tracing::debug!(%peer, "closing a connection idle past its deadline or evicted");
+            stop.cancel();
+        }
+        () = stop.cancelled() => {}
     }
 }
 

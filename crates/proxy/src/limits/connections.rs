@@ -30,11 +30,15 @@ struct Activity {
     answered: bool,
 }
 
-/// One connection's shared state: read by the registry (to pick whom to evict), written by
-/// the activity layer, watched by the connection's deadline.
+/// One connection's shared state: read by the registry (to pick whom to evict) and by the
+/// connection's watchdog, written by the activity layer.
 #[derive(Debug)]
 struct SlotShared {
-    activity: watch::Sender<Activity>,
+    activity: Mutex<Activity>,
+    /// Whether only standing streams are in flight: the one change the watchdog must hear of
+    /// at once (it peeks at the socket only then). A plain request never flips it, so it
+    /// never wakes the watchdog.
+    standing_only: watch::Sender<bool>,
     evicted: CancellationToken,
 }
 
@@ -64,6 +68,14 @@ pub(crate) struct Admitted {
     pub(crate) slot: ConnectionSlot,
     /// Whether another connection was closed to make room for it.
     pub(crate) evicted: bool,
+}
+
+/// What a connection's watchdog task holds: enough of its slot to tell when it must close.
+#[derive(Debug)]
+pub(crate) struct Watchdog {
+    shared: Arc<SlotShared>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 /// Held by the activity layer for as long as one request is in flight.
@@ -96,14 +108,14 @@ impl Connections {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (activity, _) = watch::channel(Activity {
-            in_flight: 0,
-            awaited: 0,
-            idle_since: Instant::now(),
-            answered: false,
-        });
         let shared = Arc::new(SlotShared {
-            activity,
+            activity: Mutex::new(Activity {
+                in_flight: 0,
+                awaited: 0,
+                idle_since: Instant::now(),
+                answered: false,
+            }),
+            standing_only: watch::Sender::new(false),
             evicted: CancellationToken::new(),
         });
         open.insert(id, Arc::clone(&shared));
@@ -133,7 +145,7 @@ impl Connections {
         let oldest = open
             .iter()
             .filter_map(|(id, shared)| {
-                let activity = *shared.activity.borrow();
+                let activity = shared.activity();
                 (activity.in_flight == 0).then_some((activity.idle_since, *id))
             })
             .min();
@@ -169,6 +181,25 @@ impl ConnectionSlot {
         }
     }
 
+    /// What the connection's watchdog task needs of this slot.
+    pub(crate) fn watchdog(&self) -> Watchdog {
+        Watchdog {
+            shared: Arc::clone(&self.shared),
+            header_timeout: self.registry.header_timeout,
+            idle_timeout: self.registry.idle_timeout,
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+// === impl Watchdog ===
+
+impl Watchdog {
     /// Completes when the connection must close: it stayed idle past its deadline, it was
     /// evicted to make room, or its client is gone while only standing streams are open.
     pub(crate) async fn closed(&self, stream: &TcpStream) {
@@ -188,10 +219,9 @@ impl ConnectionSlot {
     /// are in flight this peeks at the socket (never consuming a byte) and ends the connection
     /// at EOF.
     async fn abandoned(&self, stream: &TcpStream) {
-        let mut activity = self.shared.activity.subscribe();
+        let mut standing_only = self.shared.standing_only.subscribe();
         loop {
-            let now = *activity.borrow_and_update();
-            if now.in_flight > 0 && now.awaited == 0 {
+            if *standing_only.borrow_and_update() {
                 let mut probe = [0_u8; 1];
                 tokio::select! {
                     peeked = stream.peek(&mut probe) => match peeked {
@@ -199,64 +229,56 @@ impl ConnectionSlot {
                         // Bytes hyper will read after this answer: wait for a change rather
                         // than peek them again and again.
                         Ok(_) => {
-                            let _ = activity.changed().await;
+                            let _ = standing_only.changed().await;
                         }
                     },
-                    _ = activity.changed() => {}
+                    _ = standing_only.changed() => {}
                 }
             } else {
-                // The sender lives in `self`, so `changed` cannot fail while we wait.
-                let _ = activity.changed().await;
+                // The sender lives in `self.shared`, so `changed` cannot fail while we wait.
+                let _ = standing_only.changed().await;
             }
         }
     }
 
-    /// One timer for the connection's whole life, moved only when it fires before the
-    /// deadline or the deadline comes closer. Arming a new one after every request would
-    /// register a timer per request, and tokio wakes its own driver (an eventfd `write`, then
-    /// an extra `epoll_wait`) whenever a timer registers earlier than the driver's next wake.
+    /// One timer for the connection's whole life, which never hears of requests: it fires at
+    /// the idle deadline or, when that may still come closer, a little before (see
+    /// [`Self::next_check`]), and looks again. Arming a timer per request would register one
+    /// per request (tokio then wakes its driver whenever one registers earlier than the
+    /// driver's next wake), and listening to every request would wake this task twice per
+    /// request.
     async fn idle_expired(&self) {
-        let mut activity = self.shared.activity.subscribe();
-        let first = self.idle_deadline(&activity.borrow());
-        let timer = tokio::time::sleep_until(first.unwrap_or_else(|| self.earliest_deadline()));
+        let timer = tokio::time::sleep_until(self.next_check());
         tokio::pin!(timer);
         loop {
-            if let Some(due) = self.idle_deadline(&activity.borrow_and_update())
-                && due < timer.deadline()
+            (&mut timer).await;
+            if self
+                .idle_deadline(&self.shared.activity())
+                .is_some_and(|due| due <= Instant::now())
             {
-                timer.as_mut().reset(due);
+                return;
             }
-            tokio::select! {
-                () = &mut timer => match self.idle_deadline(&activity.borrow()) {
-                    Some(due) if due <= Instant::now() => return,
-                    Some(due) => timer.as_mut().reset(due),
-                    // Busy: no deadline can fall before this one once it is idle again.
-                    None => timer.as_mut().reset(self.earliest_deadline()),
-                },
-                _ = activity.changed() => {}
-            }
+            timer.as_mut().reset(self.next_check());
         }
+    }
+
+    /// When to look at the deadline again: when it falls, or sooner, the shorter of the two
+    /// timeouts from now. Any deadline set from now on (a request that ends later) is at
+    /// least that far away, so looking that often never closes a connection late.
+    fn next_check(&self) -> Instant {
+        let soonest = Instant::now() + self.idle_timeout.min(self.header_timeout);
+        self.idle_deadline(&self.shared.activity())
+            .map_or(soonest, |due| due.min(soonest))
     }
 
     /// When an idle connection must close; `None` while a request is in flight.
     fn idle_deadline(&self, now: &Activity) -> Option<Instant> {
         let limit = if now.answered {
-            self.registry.idle_timeout
+            self.idle_timeout
         } else {
-            self.registry.header_timeout
+            self.header_timeout
         };
         (now.in_flight == 0).then(|| now.idle_since + limit)
-    }
-
-    /// The soonest any idle deadline can be from now.
-    fn earliest_deadline(&self) -> Instant {
-        Instant::now() + self.registry.idle_timeout.min(self.registry.header_timeout)
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.registry.lock().remove(&self.id);
     }
 }
 
@@ -266,10 +288,29 @@ pub(crate) struct SlotHandle {
     shared: Arc<SlotShared>,
 }
 
+impl SlotShared {
+    fn activity(&self) -> Activity {
+        // Consistent whatever panicked while holding it: every update is one assignment.
+        *self.activity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `change` to the activity, and tells the watchdog if that flipped whether only
+    /// standing streams are in flight.
+    fn update(&self, change: impl FnOnce(&mut Activity)) {
+        let standing_only = {
+            let mut activity = self.activity.lock().unwrap_or_else(PoisonError::into_inner);
+            change(&mut activity);
+            activity.in_flight > 0 && activity.awaited == 0
+        };
+        self.standing_only
+            .send_if_modified(|now| std::mem::replace(now, standing_only) != standing_only);
+    }
+}
+
 impl SlotHandle {
     /// Marks one request in flight until the returned guard is dropped.
     pub(crate) fn busy(&self) -> Busy {
-        self.shared.activity.send_modify(|activity| {
+        self.shared.update(|activity| {
             activity.in_flight += 1;
             activity.awaited += 1;
         });
@@ -285,7 +326,7 @@ impl Busy {
     /// client is not waiting for it to end.
     pub(crate) fn standing(&mut self) {
         if !std::mem::replace(&mut self.standing, true) {
-            self.shared.activity.send_modify(|activity| {
+            self.shared.update(|activity| {
                 activity.awaited = activity.awaited.saturating_sub(1);
             });
         }
@@ -295,7 +336,7 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         let standing = self.standing;
-        self.shared.activity.send_modify(|activity| {
+        self.shared.update(|activity| {
             activity.in_flight = activity.in_flight.saturating_sub(1);
             if !standing {
                 activity.awaited = activity.awaited.saturating_sub(1);

@@ -1,6 +1,6 @@
 //! The client socket, shared between hyper (which reads and writes it) and the connection's
-//! task (which only peeks at it, to notice a client gone away while hyper is not reading; see
-//! [`super::ConnectionSlot::closed`]).
+//! watchdog task (which only peeks at it, to notice a client gone away while hyper is not
+//! reading; see [`super::Watchdog::closed`]).
 
 use std::io;
 use std::net::Shutdown;

@@ -44,7 +44,7 @@ use std::time::Duration;
 pub(crate) use accept::{AcceptFailures, LogLimiter, is_fd_exhaustion};
 pub(crate) use body::BodyBudget;
 pub use body::{BodyError, RequestBody};
-pub(crate) use connections::{ConnectionSlot, Connections};
+pub(crate) use connections::{ConnectionSlot, Connections, Watchdog};
 pub(crate) use io::SharedStream;
 pub(crate) use layers::{BodyLimitLayer, ConcurrencyLimitLayer, TrackActivityLayer};
 

@@ -248,6 +248,33 @@ async fn keep_alive_connections_close_after_the_idle_timeout_not_during_a_reques
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_idle_timeout_shorter_than_the_head_timeout_holds_after_the_first_answer() {
+    // The deadline comes closer when the first answer switches it from the head timeout to
+    // the idle timeout: the watchdog, which never hears of requests, must not close late.
+    let short = Duration::from_secs(3);
+    let (addr, _) = start(ServerLimits {
+        header_timeout: IDLE_TIMEOUT,
+        idle_timeout: short,
+        ..limits()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post("/echo", "abc").as_bytes())
+        .await
+        .unwrap();
+    let (status, _, _) = read_answer(&mut stream).await.unwrap();
+    assert_eq!(status, 200);
+    let answered = Instant::now();
+    closed(&mut stream).await;
+    let waited = answered.elapsed();
+    assert!(
+        waited >= short && waited < short + Duration::from_secs(1),
+        "closed {waited:?} after the answer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stalled_body_gets_408_after_the_pause_bound() {
     let (addr, _) = start(limits()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
