@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A TCP stream that hyper drives through `AsyncRead`/`AsyncWrite` while others hold a
@@ -26,6 +26,22 @@ impl SharedStream {
     pub(crate) fn get(&self) -> &TcpStream {
         &self.0
     }
+
+    /// After a short write the send buffer is full: the next write waits for room instead of
+    /// first trying and getting EAGAIN.
+    fn after_write(&self, written: &io::Result<usize>, wanted: usize) {
+        if matches!(written, Ok(n) if *n > 0 && *n < wanted) {
+            self.forget_readiness(Interest::WRITABLE);
+        }
+    }
+
+    /// Clears tokio's readiness for `interest` without a system call: `try_io` clears it when
+    /// its closure says `WouldBlock`, and a new event (a later tick) is never cleared by it.
+    fn forget_readiness(&self, interest: Interest) {
+        let _ = self
+            .0
+            .try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+    }
 }
 
 impl AsyncRead for SharedStream {
@@ -36,8 +52,17 @@ impl AsyncRead for SharedStream {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
+            let wanted = buf.remaining();
             match self.0.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
+                Ok(read) => {
+                    if read > 0 && read < wanted {
+                        // A short read emptied the socket: forget its readiness now, as
+                        // tokio's own TcpStream does, so the next read waits for new bytes
+                        // instead of first making a `recvfrom` that can only say EAGAIN.
+                        self.forget_readiness(Interest::READABLE);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
                 // Readiness was stale: it is cleared now, so the next poll waits for more.
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Poll::Ready(Err(error)),
@@ -56,7 +81,10 @@ impl AsyncWrite for SharedStream {
             ready!(self.0.poll_write_ready(cx))?;
             match self.0.try_write(buf) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
+                written => {
+                    self.after_write(&written, buf.len());
+                    return Poll::Ready(written);
+                }
             }
         }
     }
@@ -70,7 +98,10 @@ impl AsyncWrite for SharedStream {
             ready!(self.0.poll_write_ready(cx))?;
             match self.0.try_write_vectored(bufs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
+                written => {
+                    self.after_write(&written, bufs.iter().map(|slice| slice.len()).sum());
+                    return Poll::Ready(written);
+                }
             }
         }
     }
