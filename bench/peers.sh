@@ -324,21 +324,40 @@ syscall_counter=strace
 if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -x, -o /dev/null true 2>/dev/null; then
   syscall_counter=perf
 fi
-syscalls_of() { # NAME PID URL TOOL
-  local name=$1 pid=$2 url=$3 tool=$4 client trace counter_pid l
+syscalls_of() { # NAME PID URL TOOL: both client kinds
+  local client
+  for client in split one-write; do syscalls_once "$@" "$client"; done
+}
+# A relay that does nothing, for scale: socat without `fork` serves one connection in its own
+# process (lat.py makes one), so its counter sees every call; one socat per client kind.
+listening() { # PORT: waits without connecting (a probe would be the one connection it serves)
+  for _ in $(seq 1 400); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done
+  echo "port $1 never opened" >&2; return 1
+}
+syscalls_of_socat() { # UPSTREAM_URL
+  local client port relay
   for client in split one-write; do
-    trace=$logs/syscalls-$name-$client.txt l=$(load)
-    if [ $syscall_counter = perf ]; then
-      perf stat -x, -o "$trace" -p "$pid" -e raw_syscalls:sys_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex 2>>"$logs/strace.log" &
-    else
-      strace -f -c -o "$trace" -p "$pid" 2>>"$logs/strace.log" &
-    fi
-    counter_pid=$!; pids+=($counter_pid)
-    sleep 1 # the counter attaches to every thread before the first request
-    ONE_WRITE=$([ $client = one-write ] && echo 1 || echo 0) "$py" bench/lat.py http "$SYSCALL_N" 0 "$tool" '{"message":"hi"}' "$url" >/dev/null
-    kill -INT $counter_pid; wait $counter_pid 2>/dev/null || true
-    # lat.py also sends initialize and notifications/initialized: SYSCALL_N + 2 requests.
-    python3 - "$trace" "$name" "$((SYSCALL_N + 2))" "$l" "$client" "$syscall_counter" <<'PY' | tee -a "$out"
+    port=$(free_port)
+    socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,nodelay TCP:127.0.0.1:$sb_port,nodelay &
+    relay=$!; pids+=($relay); listening $port
+    syscalls_once socat "$relay" "${1/:$sb_port\//:$port/}" SANDBOX_ECHO "$client" "x-api-key: $key"
+    stop $relay
+  done
+}
+syscalls_once() { # NAME PID URL TOOL CLIENT [HEADER]
+  local name=$1 pid=$2 url=$3 tool=$4 client=$5 header=${6:-} trace counter_pid l
+  trace=$logs/syscalls-$name-$client.txt l=$(load)
+  if [ $syscall_counter = perf ]; then
+    perf stat -x, -o "$trace" -p "$pid" -e raw_syscalls:sys_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_pselect6,syscalls:sys_enter_futex 2>>"$logs/strace.log" &
+  else
+    strace -f -c -o "$trace" -p "$pid" 2>>"$logs/strace.log" &
+  fi
+  counter_pid=$!; pids+=($counter_pid)
+  sleep 1 # the counter attaches to every thread before the first request
+  ONE_WRITE=$([ $client = one-write ] && echo 1 || echo 0) "$py" bench/lat.py http "$SYSCALL_N" 0 "$tool" '{"message":"hi"}' "$url" ${header:+"$header"} >/dev/null
+  kill -INT $counter_pid; wait $counter_pid 2>/dev/null || true
+  # lat.py also sends initialize and notifications/initialized: SYSCALL_N + 2 requests.
+  python3 - "$trace" "$name" "$((SYSCALL_N + 2))" "$l" "$client" "$syscall_counter" <<'PY' | tee -a "$out"
 import sys
 path, name, requests, load, client, counter = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 calls, total = {}, None
@@ -359,7 +378,6 @@ total = total if total is not None else sum(calls.values())
 top = " ".join(f"{k}={v / requests:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if v / requests >= 0.05)
 print(f"R syscalls path={name} client={client} counter={counter} requests={requests} load={load} per_request={total / requests:.2f} {top}")
 PY
-  done
 }
 
 # --- the run ---
@@ -397,6 +415,7 @@ if has syscalls; then
     stop $josh_pid
   fi
   stop $tg_pid
+  syscalls_of_socat "$url"
 fi
 if has oneshot; then
   echo "# oneshot: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
