@@ -215,7 +215,7 @@ async fn upstream_credential_refusal_becomes_502_without_a_challenge() {
     assert_eq!(harness.events.count(Recorded::CredentialsRefused), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unreachable_upstream_is_502_and_slow_headers_504_with_the_callers_id() {
     let unreachable = Harness::start(HarnessOptions {
         dead_upstream: true,
@@ -235,7 +235,8 @@ async fn unreachable_upstream_is_502_and_slow_headers_504_with_the_callers_id() 
     let slow = Harness::start(HarnessOptions {
         config: ProxyConfig {
             upstream_timeouts: toolgate_proxy::upstream::UpstreamTimeouts {
-                response: Duration::from_millis(200),
+                // Virtual time: the hanging upstream costs the test no wall-clock wait.
+                response: Duration::from_secs(30),
                 ..Default::default()
             },
             ..ProxyConfig::default()

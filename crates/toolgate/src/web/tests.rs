@@ -345,7 +345,8 @@ async fn a_form_served_by_one_replica_posts_to_another_with_the_same_session_key
     }
 }
 
-#[tokio::test]
+// Paused clock: the spoofed callback waits out `callback_wait` in virtual time.
+#[tokio::test(start_paused = true)]
 async fn callback_is_a_hint_and_reports_what_composio_confirms() {
     let app = start(None, pending_view()).await;
     // A spoofed success: the tracker (here: nothing changes) does not confirm it.
