@@ -170,6 +170,17 @@ async fn closed(stream: &mut TcpStream) {
         .expect("the server never closed the connection");
 }
 
+/// Waits until the server closes `stream` and checks that came `deadline` after `since`,
+/// within the second the virtual clock allows.
+async fn closed_at(stream: &mut TcpStream, since: Instant, deadline: Duration, what: &str) {
+    closed(stream).await;
+    let waited = since.elapsed();
+    assert!(
+        waited >= deadline && waited < deadline + Duration::from_secs(1),
+        "{what}: closed after {waited:?}, not {deadline:?}"
+    );
+}
+
 fn post(path: &str, body: &str) -> String {
     format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
@@ -189,12 +200,7 @@ async fn silent_and_partial_sockets_are_closed_at_the_head_deadline() {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let opened = Instant::now();
         stream.write_all(sent).await.unwrap();
-        closed(&mut stream).await;
-        let waited = opened.elapsed();
-        assert!(
-            waited >= HEAD_TIMEOUT && waited < HEAD_TIMEOUT + Duration::from_secs(1),
-            "{sent:?} closed after {waited:?}"
-        );
+        closed_at(&mut stream, opened, HEAD_TIMEOUT, &format!("{sent:?}")).await;
     }
 }
 
@@ -239,12 +245,7 @@ async fn keep_alive_connections_close_after_the_idle_timeout_not_during_a_reques
         .unwrap();
     let (status, _, body) = read_answer(&mut stream).await.unwrap();
     assert_eq!((status, body.as_str()), (200, "len=3"));
-    closed(&mut stream).await;
-    let waited = answered.elapsed();
-    assert!(
-        waited >= IDLE_TIMEOUT && waited < IDLE_TIMEOUT + Duration::from_secs(1),
-        "closed {waited:?} after the last answer"
-    );
+    closed_at(&mut stream, answered, IDLE_TIMEOUT, "after the last answer").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -266,12 +267,7 @@ async fn an_idle_timeout_shorter_than_the_head_timeout_holds_after_the_first_ans
     let (status, _, _) = read_answer(&mut stream).await.unwrap();
     assert_eq!(status, 200);
     let answered = Instant::now();
-    closed(&mut stream).await;
-    let waited = answered.elapsed();
-    assert!(
-        waited >= short && waited < short + Duration::from_secs(1),
-        "closed {waited:?} after the answer"
-    );
+    closed_at(&mut stream, answered, short, "after the first answer").await;
 }
 
 #[tokio::test(start_paused = true)]
