@@ -165,6 +165,32 @@ impl Connections {
     }
 }
 
+// === impl SlotShared ===
+
+impl SlotShared {
+    fn activity(&self) -> Activity {
+        *self.lock_activity()
+    }
+
+    /// Applies `change` to the activity, and tells the watchdog if that flipped whether only
+    /// standing streams are in flight.
+    fn update(&self, change: impl FnOnce(&mut Activity)) {
+        let standing_only = {
+            let mut activity = self.lock_activity();
+            change(&mut activity);
+            activity.in_flight > 0 && activity.awaited == 0
+        };
+        self.standing_only
+            .send_if_modified(|now| std::mem::replace(now, standing_only) != standing_only);
+    }
+
+    fn lock_activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        // No update can panic midway (they only count, with saturating subtraction), so a
+        // poisoned lock still holds a consistent value.
+        self.activity.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 // === impl ConnectionSlot ===
 
 impl ConnectionSlot {
@@ -248,31 +274,29 @@ impl Watchdog {
     /// driver's next wake), and listening to every request would wake this task twice per
     /// request.
     async fn idle_expired(&self) {
-        let timer = tokio::time::sleep_until(self.next_check());
+        let timer = tokio::time::sleep_until(self.next_check(self.idle_deadline()));
         tokio::pin!(timer);
         loop {
             (&mut timer).await;
-            if self
-                .idle_deadline(&self.shared.activity())
-                .is_some_and(|due| due <= Instant::now())
-            {
+            let due = self.idle_deadline();
+            if due.is_some_and(|due| due <= Instant::now()) {
                 return;
             }
-            timer.as_mut().reset(self.next_check());
+            timer.as_mut().reset(self.next_check(due));
         }
     }
 
-    /// When to look at the deadline again: when it falls, or sooner, the shorter of the two
-    /// timeouts from now. Any deadline set from now on (a request that ends later) is at
+    /// When to look at the deadline `due` again: when it falls, or sooner, the shorter of the
+    /// two timeouts from now. Any deadline set from now on (a request that ends later) is at
     /// least that far away, so looking that often never closes a connection late.
-    fn next_check(&self) -> Instant {
+    fn next_check(&self, due: Option<Instant>) -> Instant {
         let soonest = Instant::now() + self.idle_timeout.min(self.header_timeout);
-        self.idle_deadline(&self.shared.activity())
-            .map_or(soonest, |due| due.min(soonest))
+        due.map_or(soonest, |due| due.min(soonest))
     }
 
-    /// When an idle connection must close; `None` while a request is in flight.
-    fn idle_deadline(&self, now: &Activity) -> Option<Instant> {
+    /// When the connection must close if it stays idle; `None` while a request is in flight.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let now = self.shared.activity();
         let limit = if now.answered {
             self.idle_timeout
         } else {
@@ -286,25 +310,6 @@ impl Watchdog {
 #[derive(Clone, Debug)]
 pub(crate) struct SlotHandle {
     shared: Arc<SlotShared>,
-}
-
-impl SlotShared {
-    fn activity(&self) -> Activity {
-        // Consistent whatever panicked while holding it: every update is one assignment.
-        *self.activity.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Applies `change` to the activity, and tells the watchdog if that flipped whether only
-    /// standing streams are in flight.
-    fn update(&self, change: impl FnOnce(&mut Activity)) {
-        let standing_only = {
-            let mut activity = self.activity.lock().unwrap_or_else(PoisonError::into_inner);
-            change(&mut activity);
-            activity.in_flight > 0 && activity.awaited == 0
-        };
-        self.standing_only
-            .send_if_modified(|now| std::mem::replace(now, standing_only) != standing_only);
-    }
 }
 
 impl SlotHandle {
