@@ -27,20 +27,19 @@ impl SharedStream {
         &self.0
     }
 
-    /// After a short write the send buffer is full: the next write waits for room instead of
-    /// first trying and getting EAGAIN.
-    fn after_write(&self, written: &io::Result<usize>, wanted: usize) {
-        if matches!(written, Ok(n) if *n > 0 && *n < wanted) {
-            self.forget_readiness(Interest::WRITABLE);
+    /// After a short transfer (`done` of `wanted` bytes, neither none nor all) the socket has
+    /// no more to read or no more room to write: forget its readiness now, as tokio's own
+    /// `TcpStream` does, so the next read or write waits for the kernel's next event instead
+    /// of first making a system call that can only say EAGAIN.
+    ///
+    /// `try_io` clears the readiness when its closure says `WouldBlock`, with no system call,
+    /// and never clears an event that came later (a later tick).
+    fn after_transfer(&self, done: usize, wanted: usize, interest: Interest) {
+        if done > 0 && done < wanted {
+            let _ = self
+                .0
+                .try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
         }
-    }
-
-    /// Clears tokio's readiness for `interest` without a system call: `try_io` clears it when
-    /// its closure says `WouldBlock`, and a new event (a later tick) is never cleared by it.
-    fn forget_readiness(&self, interest: Interest) {
-        let _ = self
-            .0
-            .try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
     }
 }
 
@@ -55,12 +54,7 @@ impl AsyncRead for SharedStream {
             let wanted = buf.remaining();
             match self.0.try_read_buf(buf) {
                 Ok(read) => {
-                    if read > 0 && read < wanted {
-                        // A short read emptied the socket: forget its readiness now, as
-                        // tokio's own TcpStream does, so the next read waits for new bytes
-                        // instead of first making a `recvfrom` that can only say EAGAIN.
-                        self.forget_readiness(Interest::READABLE);
-                    }
+                    self.after_transfer(read, wanted, Interest::READABLE);
                     return Poll::Ready(Ok(()));
                 }
                 // Readiness was stale: it is cleared now, so the next poll waits for more.
@@ -82,7 +76,9 @@ impl AsyncWrite for SharedStream {
             match self.0.try_write(buf) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 written => {
-                    self.after_write(&written, buf.len());
+                    if let Ok(n) = written {
+                        self.after_transfer(n, buf.len(), Interest::WRITABLE);
+                    }
                     return Poll::Ready(written);
                 }
             }
@@ -99,7 +95,10 @@ impl AsyncWrite for SharedStream {
             match self.0.try_write_vectored(bufs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 written => {
-                    self.after_write(&written, bufs.iter().map(|slice| slice.len()).sum());
+                    if let Ok(n) = written {
+                        let wanted = bufs.iter().map(|slice| slice.len()).sum();
+                        self.after_transfer(n, wanted, Interest::WRITABLE);
+                    }
                     return Poll::Ready(written);
                 }
             }
