@@ -28,9 +28,8 @@
 //!   before the 413 JSON-RPC error is sent, so a client still sending does not get a broken
 //!   pipe and loses nothing but that request.
 
-use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -53,6 +52,7 @@ use crate::mcp::gatekeeper::{
 };
 use crate::mcp::message::{Body as RpcBody, Message, Params, parse_body};
 use crate::mcp::policy::AllPending;
+use crate::recent::Recent;
 use crate::upstream::{
     UpstreamClient, UpstreamTarget, copy_response_headers, forward_request_headers,
     mark_unbuffered_if_sse,
@@ -100,7 +100,8 @@ struct Inner {
     upstream: watch::Receiver<Option<UpstreamTarget>>,
     keeper: Gatekeeper,
     events: Arc<dyn ProxyEvents>,
-    url_elicitation_sessions: SessionSet,
+    /// Upstream session ids whose client declared URL elicitation.
+    url_elicitation_sessions: Recent<()>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -160,7 +161,7 @@ impl Gateway {
         config.validate()?;
         let upstream = keeper.upstream();
         let events = Arc::clone(keeper.events());
-        let url_elicitation_sessions = SessionSet::new(config.elicitation_sessions_capacity);
+        let url_elicitation_sessions = Recent::new(config.elicitation_sessions_capacity);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -224,7 +225,7 @@ impl Gateway {
     /// front restoring what a sealed session id carries, on a replica that never saw the
     /// session's `initialize`).
     pub fn remember_url_elicitation(&self, session: &str) {
-        self.inner.url_elicitation_sessions.insert(session);
+        self.inner.url_elicitation_sessions.insert(session, ());
     }
 
     /// The pooled upstream client this gateway forwards through, for a front that builds
@@ -377,7 +378,7 @@ impl Gateway {
                 && view.params().declares_url_elicitation()
                 && let Some(session) = session_id(response.headers())
             {
-                self.inner.url_elicitation_sessions.insert(session);
+                self.inner.url_elicitation_sessions.insert(session, ());
             }
             return response;
         }
@@ -766,56 +767,6 @@ where
     Ok(kept.freeze())
 }
 
-/// Session ids whose client declared URL elicitation, bounded: the oldest entry is forgotten
-/// first once `capacity` is reached.
-struct SessionSet {
-    capacity: usize,
-    entries: Mutex<(HashSet<String>, VecDeque<String>)>,
-}
-
-impl SessionSet {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            entries: Mutex::new((HashSet::new(), VecDeque::new())),
-        }
-    }
-
-    fn insert(&self, session: &str) {
-        if self.capacity == 0 {
-            return;
-        }
-        let Ok(mut guard) = self.entries.lock() else {
-            return;
-        };
-        let (set, order) = &mut *guard;
-        if !set.insert(session.to_owned()) {
-            return;
-        }
-        order.push_back(session.to_owned());
-        while order.len() > self.capacity {
-            if let Some(oldest) = order.pop_front() {
-                set.remove(&oldest);
-            }
-        }
-    }
-
-    fn contains(&self, session: &str) -> bool {
-        self.entries
-            .lock()
-            .is_ok_and(|guard| guard.0.contains(session))
-    }
-
-    fn remove(&self, session: &str) {
-        if let Ok(mut guard) = self.entries.lock() {
-            let (set, order) = &mut *guard;
-            if set.remove(session) {
-                order.retain(|entry| entry != session);
-            }
-        }
-    }
-}
-
 fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(MCP_SESSION_ID)
@@ -915,21 +866,6 @@ pub fn not_found() -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn session_set_forgets_oldest_first() {
-        let set = SessionSet::new(2);
-        set.insert("a");
-        set.insert("b");
-        set.insert("a");
-        set.insert("c");
-        assert!(!set.contains("a") && set.contains("b") && set.contains("c"));
-        set.remove("b");
-        assert!(!set.contains("b"));
-        let none = SessionSet::new(0);
-        none.insert("a");
-        assert!(!none.contains("a"));
-    }
 
     #[test]
     fn sse_message_splits_lines() {

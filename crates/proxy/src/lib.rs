@@ -13,6 +13,7 @@
 //! - [`gateway`]: the Streamable HTTP gateway ([`gateway::Gateway::handle`] answers one request
 //!   on the MCP endpoint; mountable in any router).
 //! - [`router`]: the multi-user front (identity → [`router::Router`] → route, sealed ids).
+//! - `recent`: a bounded memory of recent sessions (URL elicitation, opened sealed ids).
 //! - [`seal`]: sealed `Mcp-Session-Id` values for replicas without sticky sessions.
 //! - [`server`]: accepting connections and graceful drain ([`server::serve`], [`server::serve_with`]).
 //! - [`limits`]: [`limits::ServerLimits`], the listener's bounds on connections, time, requests
@@ -33,6 +34,7 @@ pub mod header_args;
 pub mod identity;
 pub mod limits;
 pub mod mcp;
+mod recent;
 pub mod router;
 pub mod seal;
 pub mod server;

@@ -133,21 +133,16 @@ impl MultiUser {
         let Some(keys) = &self.keys else {
             return route.gateway.handle(request).await;
         };
-        if let Some(parts) = sealed {
-            if parts.route_key != route.route_key {
-                return unknown_session();
-            }
-            if parts.url_elicitation
-                && let Some(upstream) = &parts.upstream_session
-            {
-                route.gateway.remember_url_elicitation(upstream);
-            }
-            if set_upstream_session(request.headers_mut(), parts.upstream_session).is_err() {
-                return unknown_session();
-            }
-        }
+        // The client's sealed id, kept to hand back unchanged while its session is.
+        let presented = match sealed
+            .map(|parts| unseal_request(&mut request, parts, &route))
+            .transpose()
+        {
+            Ok(presented) => presented.flatten(),
+            Err(()) => return unknown_session(),
+        };
         let mut response = route.gateway.handle(request).await;
-        seal_response(keys, &user, &route, response.headers_mut());
+        seal_response(keys, &user, &route, presented, response.headers_mut());
         response
     }
 
@@ -180,6 +175,26 @@ fn open_session(
     keys.open_for(value, user).map(Some).map_err(|_| ())
 }
 
+/// Swaps the client's sealed id in `request` for the upstream's own; returns the sealed value
+/// and what it holds, for [`seal_response`]. `Err` when the id was made on another route.
+fn unseal_request<B>(
+    request: &mut Request<B>,
+    parts: SessionParts,
+    route: &Route,
+) -> Result<Option<(HeaderValue, SessionParts)>, ()> {
+    if parts.route_key != route.route_key {
+        return Err(());
+    }
+    if parts.url_elicitation
+        && let Some(upstream) = &parts.upstream_session
+    {
+        route.gateway.remember_url_elicitation(upstream);
+    }
+    let value = request.headers().get(&MCP_SESSION_ID).cloned();
+    set_upstream_session(request.headers_mut(), parts.upstream_session.clone())?;
+    Ok(value.map(|value| (value, parts)))
+}
+
 /// Puts the upstream's own session id where the sealed one was.
 fn set_upstream_session(headers: &mut http::HeaderMap, upstream: Option<String>) -> Result<(), ()> {
     match upstream {
@@ -193,19 +208,33 @@ fn set_upstream_session(headers: &mut http::HeaderMap, upstream: Option<String>)
     Ok(())
 }
 
-/// Seals the upstream's `Mcp-Session-Id` in an answer.
-fn seal_response(keys: &SessionKeys, user: &UserId, route: &Route, headers: &mut http::HeaderMap) {
+/// Seals the upstream's `Mcp-Session-Id` in an answer. An upstream that repeats its id on
+/// every answer (the TypeScript SDK's does) gets the client's own sealed id handed back while
+/// nothing in it changed: a client that stores the id of every answer keeps one value, and no
+/// answer pays for a new seal.
+fn seal_response(
+    keys: &SessionKeys,
+    user: &UserId,
+    route: &Route,
+    presented: Option<(HeaderValue, SessionParts)>,
+    headers: &mut http::HeaderMap,
+) {
     let Some(upstream) = headers.get(&MCP_SESSION_ID) else {
         return;
     };
-    let sealed = upstream.to_str().ok().map(|upstream| {
-        keys.seal(&SessionParts {
-            user: user.clone(),
-            route_key: route.route_key.clone(),
-            upstream_session: Some(upstream.to_owned()),
-            url_elicitation: route.gateway.declares_url_elicitation(upstream),
-        })
+    let parts = upstream.to_str().ok().map(|upstream| SessionParts {
+        user: user.clone(),
+        route_key: route.route_key.clone(),
+        upstream_session: Some(upstream.to_owned()),
+        url_elicitation: route.gateway.declares_url_elicitation(upstream),
     });
+    if let (Some(parts), Some((value, held))) = (&parts, presented)
+        && *parts == held
+    {
+        headers.insert(MCP_SESSION_ID, value);
+        return;
+    }
+    let sealed = parts.map(|parts| keys.seal(&parts));
     match sealed.and_then(|sealed| HeaderValue::from_str(&sealed).ok()) {
         Some(value) => {
             headers.insert(MCP_SESSION_ID, value);

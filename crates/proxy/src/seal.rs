@@ -13,11 +13,18 @@
 //! user — is one and the same [`UnknownSession`]: the HTTP face answers it like any session it
 //! does not know (404), and the caller learns nothing about why.
 //!
+//! Opening costs about 11 k instructions (most of what sealing adds to a request), so the
+//! keys remember the ids they sealed or opened ([`OPENED_CAPACITY`], oldest forgotten first):
+//! a session's later requests are a map lookup. Only values that opened are remembered, so
+//! hostile values cannot fill that memory, and a remembered id is still checked against the
+//! user presenting it.
+//!
 //! Format: base64url without padding (visible ASCII, as `Mcp-Session-Id` requires) of
 //! `version (1) | nonce (24) | ciphertext + tag`. The version byte is also the associated
 //! data, so a future format cannot be confused with this one.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,9 +35,13 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::identity::UserId;
+use crate::recent::Recent;
 
 /// The shortest secret accepted, in bytes.
 pub const MIN_KEY_BYTES: usize = 32;
+
+/// Sealed ids each set of keys remembers having sealed or opened (a few hundred bytes each).
+pub const OPENED_CAPACITY: usize = 4096;
 
 /// The format version (first byte, and the associated data).
 const VERSION: u8 = 1;
@@ -82,6 +93,8 @@ pub enum SessionKeyError {
 #[derive(Clone)]
 pub struct SessionKeys {
     ciphers: Vec<XChaCha20Poly1305>,
+    /// Ids sealed or opened by these keys, and what they hold (shared by clones).
+    opened: Arc<Recent<SessionParts>>,
 }
 
 impl fmt::Debug for SessionKeys {
@@ -113,7 +126,10 @@ impl SessionKeys {
                 .into();
             ciphers.push(XChaCha20Poly1305::new(&key.into()));
         }
-        Ok(Self { ciphers })
+        Ok(Self {
+            ciphers,
+            opened: Arc::new(Recent::new(OPENED_CAPACITY)),
+        })
     }
 
     /// Seals `parts` under the newest key.
@@ -137,7 +153,9 @@ impl SessionKeys {
         {
             out.extend_from_slice(&sealed);
         }
-        URL_SAFE_NO_PAD.encode(out)
+        let sealed = URL_SAFE_NO_PAD.encode(out);
+        self.opened.insert(&sealed, parts.clone());
+        sealed
     }
 
     /// Opens a sealed id, whoever it belongs to.
@@ -145,6 +163,16 @@ impl SessionKeys {
         if value.len() > MAX_SEALED_LEN {
             return Err(UnknownSession);
         }
+        if let Some(parts) = self.opened.get(value) {
+            return Ok(parts);
+        }
+        let parts = self.decrypt(value)?;
+        self.opened.insert(value, parts.clone());
+        Ok(parts)
+    }
+
+    /// Opens a sealed id with the AEAD, under each key in turn.
+    fn decrypt(&self, value: &str) -> Result<SessionParts, UnknownSession> {
         let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| UnknownSession)?;
         let (&version, rest) = bytes.split_first().ok_or(UnknownSession)?;
         if version != VERSION || rest.len() < 24 {
@@ -341,6 +369,44 @@ mod tests {
         let new_id = rotating.seal(&alice);
         assert_eq!(retired.open(&new_id).unwrap(), alice);
         assert_eq!(old.open(&new_id), Err(UnknownSession));
+    }
+
+    #[test]
+    fn opened_ids_are_remembered_and_still_checked_against_the_user() {
+        let sealing = keys(&[KEY_A]);
+        let other_replica = keys(&[KEY_A]);
+        let alice = parts("alice", Some("s1"));
+        let id = sealing.seal(&alice);
+        assert!(sealing.opened.contains(&id), "a sealed id is remembered");
+        assert!(!other_replica.opened.contains(&id));
+        assert_eq!(other_replica.open_for(&id, &alice.user).unwrap(), alice);
+        assert!(
+            other_replica.opened.contains(&id),
+            "an opened id is remembered"
+        );
+        // Remembered, still another user's.
+        let bob = UserId::new("bob").unwrap();
+        assert_eq!(other_replica.open_for(&id, &bob), Err(UnknownSession));
+        // A value that does not open is not remembered: hostile values cannot fill the memory.
+        let mut bent = id.clone();
+        bent.replace_range(..1, if id.starts_with('A') { "B" } else { "A" });
+        assert_eq!(other_replica.open(&bent), Err(UnknownSession));
+        assert!(!other_replica.opened.contains(&bent));
+    }
+
+    #[test]
+    fn a_forgotten_id_still_opens() {
+        let keys = keys(&[KEY_A]);
+        let alice = parts("alice", Some("s1"));
+        let first = keys.seal(&alice);
+        for n in 0..OPENED_CAPACITY {
+            keys.seal(&parts("bob", Some(&n.to_string())));
+        }
+        assert!(
+            !keys.opened.contains(&first),
+            "the oldest is forgotten first"
+        );
+        assert_eq!(keys.open_for(&first, &alice.user).unwrap(), alice);
     }
 
     #[test]
