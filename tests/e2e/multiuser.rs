@@ -567,7 +567,6 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// session, a tracker and a gateway in the process): the gateway's RSS grows by less than a
 /// generous 1 MiB per user. The measured numbers are printed (README states them).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "scale measurement: 1,000 users take minutes; run with --ignored"]
 async fn a_thousand_users_fit_in_a_stated_memory_bound() -> anyhow::Result<()> {
     const USERS: usize = 1000;
     let sandbox = sandbox()?;
