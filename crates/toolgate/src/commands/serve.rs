@@ -21,9 +21,10 @@ pub(crate) struct ServeArgs {
     /// The MCP endpoint's flags.
     #[command(flatten)]
     pub(crate) http: HttpArgs,
-    /// Runtime worker threads in generic mode. 1 (the default) runs everything on one thread:
+    /// Runtime worker threads, in both modes. 1 (the default) runs everything on one thread:
     /// forwarding is mostly waiting on sockets, and one thread saves a cross-thread wake-up per
-    /// hop, which is most of a proxy's added latency. More threads raise the throughput ceiling.
+    /// hop, which is most of a proxy's added latency. More threads raise the throughput ceiling
+    /// of one process; replicas raise it without them (sealed session ids need no stickiness).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) threads: usize,
 }
@@ -41,11 +42,11 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     crate::logging::init(&config.log);
     match config.generic_target() {
         Err(error) => super::config_error(&error),
-        Ok(Some(target)) => match generic_runtime(args.threads) {
+        Ok(Some(target)) => match serve_runtime(args.threads) {
             Ok(runtime) => runtime.block_on(serve_generic(config, target)),
             Err(code) => code,
         },
-        Ok(None) => match gateway::runtime() {
+        Ok(None) => match serve_runtime(args.threads) {
             Ok(runtime) => runtime.block_on(gateway::run_http(config, |_, _| {})),
             Err(code) => code,
         },
@@ -53,7 +54,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 }
 
 /// One thread by default (see `--threads`), more on request.
-fn generic_runtime(threads: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
+fn serve_runtime(threads: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
     let builder = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
