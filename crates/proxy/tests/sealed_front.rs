@@ -10,18 +10,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Request};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use secrecy::SecretString;
-use tokio::sync::watch;
-use toolgate_proxy::config::ProxyConfig;
-use toolgate_proxy::events::NoEvents;
-use toolgate_proxy::gate::GateState;
-use toolgate_proxy::gateway::Gateway;
 use toolgate_proxy::identity::{Authenticator, UserId};
 use toolgate_proxy::router::{MultiUser, Route, RouteError, Router};
 use toolgate_proxy::seal::SessionKeys;
-use toolgate_proxy::upstream::UpstreamTarget;
 
 use support::Upstream;
 
@@ -39,18 +33,7 @@ impl Router for OneRoute {
 }
 
 fn front(upstream: &Upstream) -> MultiUser {
-    let target = UpstreamTarget::new(upstream.url(), HeaderMap::new());
-    // The senders live as long as the gateway needs them: leaked in this short test.
-    let (upstream_tx, upstream_rx) = watch::channel(Some(target));
-    let (gate_tx, gate_rx) = watch::channel(GateState::Open);
-    std::mem::forget((upstream_tx, gate_tx));
-    let gateway = Gateway::new(
-        ProxyConfig::default(),
-        upstream_rx,
-        gate_rx,
-        Arc::new(NoEvents),
-    )
-    .unwrap();
+    let gateway = support::open_gateway(upstream.url());
     let route = Route {
         gateway,
         route_key: "route-1".to_owned(),

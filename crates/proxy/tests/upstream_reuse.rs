@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -29,12 +31,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
-use toolgate_proxy::config::ProxyConfig;
-use toolgate_proxy::events::NoEvents;
-use toolgate_proxy::gate::GateState;
-use toolgate_proxy::gateway::Gateway;
-use toolgate_proxy::upstream::UpstreamTarget;
+use tokio::sync::{Semaphore, mpsc};
 
 /// Bound on any one step, so a stalled stream fails the test instead of hanging it.
 const STALL: Duration = Duration::from_secs(10);
@@ -140,16 +137,7 @@ async fn answer(
 /// The gateway's server in front of `upstream`; returns its address.
 async fn gateway(upstream: &SseUpstream) -> SocketAddr {
     let url = url::Url::parse(&format!("http://{}/mcp", upstream.address)).unwrap();
-    let target = UpstreamTarget::new(url, HeaderMap::new());
-    let (_, upstream_rx) = watch::channel(Some(target));
-    let (_, gate_rx) = watch::channel(GateState::Open);
-    let gateway = Gateway::new(
-        ProxyConfig::default(),
-        upstream_rx,
-        gate_rx,
-        Arc::new(NoEvents),
-    )
-    .unwrap();
+    let gateway = support::open_gateway(url);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(toolgate_proxy::server::serve(

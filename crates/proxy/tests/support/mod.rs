@@ -275,6 +275,21 @@ async fn post(state: Arc<UpstreamState>, body: &[u8]) -> Response<UpstreamBody> 
     }
 }
 
+/// A gateway with the default config forwarding to `url`, its gate open, no events hook. The
+/// watch senders are dropped: a receiver keeps the last value, and nothing changes here.
+pub fn open_gateway(url: url::Url) -> Gateway {
+    let target = UpstreamTarget::new(url, HeaderMap::new());
+    let (_, upstream_rx) = watch::channel(Some(target));
+    let (_, gate_rx) = watch::channel(GateState::Open);
+    Gateway::new(
+        ProxyConfig::default(),
+        upstream_rx,
+        gate_rx,
+        Arc::new(toolgate_proxy::events::NoEvents),
+    )
+    .unwrap()
+}
+
 /// What the events hook reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
