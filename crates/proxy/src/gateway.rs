@@ -304,7 +304,7 @@ impl Gateway {
         };
         match parsed {
             RpcBody::Single(view) => self.post_single(&parts, &bytes, &view).await,
-            RpcBody::Batch(elements) => self.post_batch(&parts, &bytes, &elements).await,
+            RpcBody::Batch(elements) => Box::pin(self.post_batch(&parts, &bytes, &elements)).await,
             RpcBody::Other => {
                 let response = match self.inner.keeper.ready_now() {
                     Ok(_) => {
@@ -396,7 +396,9 @@ impl Gateway {
             Verdict::Answer(answer) => json_ok(answer),
             Verdict::Fail(error) => error_response(&error),
             Verdict::Hold(hold) if hold.streams() => self.hold_with_progress(parts.clone(), hold),
-            Verdict::Hold(hold) => self.hold_quietly(parts, hold).await,
+            // Boxed, like batches below: rare paths whose state would otherwise enlarge every
+            // request's future (each request's future is allocated and moved whole).
+            Verdict::Hold(hold) => Box::pin(self.hold_quietly(parts, hold)).await,
         }
     }
 

@@ -49,7 +49,9 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 /// through an `HTTP_PROXY` by accident), and bodies are not decoded.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    pool: Client<Connector, Full<Bytes>>,
+    /// Behind an `Arc`: hyper-util's client is a large struct (its builders and connector are
+    /// held by value), and every request clones the client into its future.
+    pool: Arc<Client<Connector, Full<Bytes>>>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -75,7 +77,9 @@ impl UpstreamClient {
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Self { pool }
+        Self {
+            pool: Arc::new(pool),
+        }
     }
 
     /// Sends `request` (its URI absolute, its headers final) and returns the response head;
