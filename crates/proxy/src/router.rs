@@ -118,7 +118,7 @@ impl MultiUser {
             },
             None => None,
         };
-        let pinned = sealed.as_ref().map(|parts| parts.route_key.as_str());
+        let pinned = sealed.as_ref().map(|(_, parts)| parts.route_key.as_str());
         let route = match self.router.route(&user, pinned).await {
             Ok(route) => route,
             Err(error) => {
@@ -133,16 +133,14 @@ impl MultiUser {
         let Some(keys) = &self.keys else {
             return route.gateway.handle(request).await;
         };
-        // The client's sealed id, kept to hand back unchanged while its session is.
-        let presented = match sealed
-            .map(|parts| unseal_request(&mut request, parts, &route))
-            .transpose()
+        if let Some((_, parts)) = &sealed
+            && unseal_request(&mut request, parts, &route).is_err()
         {
-            Ok(presented) => presented.flatten(),
-            Err(()) => return unknown_session(),
-        };
+            return unknown_session();
+        }
         let mut response = route.gateway.handle(request).await;
-        seal_response(keys, &user, &route, presented, response.headers_mut());
+        // The client's sealed id goes along, to be handed back while its session is unchanged.
+        seal_response(keys, &user, &route, sealed, response.headers_mut());
         response
     }
 
@@ -161,27 +159,29 @@ impl MultiUser {
     }
 }
 
-/// The parts of the request's sealed `Mcp-Session-Id` (`None` without one); `Err` when it
+/// The request's sealed `Mcp-Session-Id` and its parts (`None` without one); `Err` when it
 /// does not open for `user`.
 fn open_session(
     keys: &SessionKeys,
     user: &UserId,
     headers: &http::HeaderMap,
-) -> Result<Option<SessionParts>, ()> {
+) -> Result<Option<(HeaderValue, SessionParts)>, ()> {
     let Some(value) = headers.get(&MCP_SESSION_ID) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ())?;
-    keys.open_for(value, user).map(Some).map_err(|_| ())
+    let parts = keys
+        .open_for(value.to_str().map_err(|_| ())?, user)
+        .map_err(|_| ())?;
+    Ok(Some((value.clone(), parts)))
 }
 
-/// Swaps the client's sealed id in `request` for the upstream's own; returns the sealed value
-/// and what it holds, for [`seal_response`]. `Err` when the id was made on another route.
+/// Swaps the client's sealed id in `request` for the upstream's own. `Err` when the id was
+/// made on another route.
 fn unseal_request<B>(
     request: &mut Request<B>,
-    parts: SessionParts,
+    parts: &SessionParts,
     route: &Route,
-) -> Result<Option<(HeaderValue, SessionParts)>, ()> {
+) -> Result<(), ()> {
     if parts.route_key != route.route_key {
         return Err(());
     }
@@ -190,9 +190,7 @@ fn unseal_request<B>(
     {
         route.gateway.remember_url_elicitation(upstream);
     }
-    let value = request.headers().get(&MCP_SESSION_ID).cloned();
-    set_upstream_session(request.headers_mut(), parts.upstream_session.clone())?;
-    Ok(value.map(|value| (value, parts)))
+    set_upstream_session(request.headers_mut(), parts.upstream_session.clone())
 }
 
 /// Puts the upstream's own session id where the sealed one was.
