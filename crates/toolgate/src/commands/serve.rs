@@ -40,16 +40,17 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         Err(error) => return super::config_error(&error),
     };
     crate::logging::init(&config.log);
-    match config.generic_target() {
-        Err(error) => super::config_error(&error),
-        Ok(Some(target)) => match serve_runtime(args.threads) {
-            Ok(runtime) => runtime.block_on(serve_generic(config, target)),
-            Err(code) => code,
-        },
-        Ok(None) => match serve_runtime(args.threads) {
-            Ok(runtime) => runtime.block_on(gateway::run_http(config, |_, _| {})),
-            Err(code) => code,
-        },
+    let target = match config.generic_target() {
+        Ok(target) => target,
+        Err(error) => return super::config_error(&error),
+    };
+    let runtime = match serve_runtime(args.threads) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match target {
+        Some(target) => runtime.block_on(serve_generic(config, target)),
+        None => runtime.block_on(gateway::run_http(config, |_, _| {})),
     }
 }
 
