@@ -53,9 +53,7 @@ fn main() {
             black_box(verifier.identify(&headers).await).ok();
         });
     }
-    let each = started.elapsed() / u32::try_from(FIRST_SIGHT).unwrap_or(u32::MAX);
-    let what = "identify, jwt mode, ES256 (a new token)";
-    println!("{what:<45} {:>9.2} µs", each.as_secs_f64() * 1e6);
+    report_first_sight("identify, jwt mode, ES256 (a new token)", started);
     let keys = SessionKeys::new(&[SecretString::from("0123456789abcdef0123456789abcdef")])
         .expect("a 32-byte key");
     let parts = SessionParts {
@@ -84,9 +82,7 @@ fn open_first_sight(keys: &SessionKeys, parts: &SessionParts) {
     for id in &ids {
         black_box(replica.open_for(black_box(id), &parts.user)).ok();
     }
-    let each = started.elapsed() / u32::try_from(FIRST_SIGHT).unwrap_or(u32::MAX);
-    let what = "open a sealed id for its user (first sight)";
-    println!("{what:<45} {:>9.2} µs", each.as_secs_f64() * 1e6);
+    report_first_sight("open a sealed id for its user (first sight)", started);
 }
 
 /// A tokens-mode authenticator with `users` users, and the token of the last one.
@@ -156,5 +152,17 @@ fn report(what: &str, mut op: impl FnMut()) {
         }
         best = best.min(started.elapsed() / OPS);
     }
-    println!("{what:<45} {:>9.2} µs", best.as_secs_f64() * 1e6);
+    print_row(what, best);
+}
+
+/// Prints the time per operation of [`FIRST_SIGHT`] distinct operations timed from `started`.
+fn report_first_sight(what: &str, started: Instant) {
+    print_row(
+        what,
+        started.elapsed() / u32::try_from(FIRST_SIGHT).unwrap_or(u32::MAX),
+    );
+}
+
+fn print_row(what: &str, each: Duration) {
+    println!("{what:<45} {:>9.2} µs", each.as_secs_f64() * 1e6);
 }

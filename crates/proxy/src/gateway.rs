@@ -396,7 +396,7 @@ impl Gateway {
             Verdict::Answer(answer) => json_ok(answer),
             Verdict::Fail(error) => error_response(&error),
             Verdict::Hold(hold) if hold.streams() => self.hold_with_progress(parts.clone(), hold),
-            // Boxed, like batches below: rare paths whose state would otherwise enlarge every
+            // Boxed, like batches in `post`: rare paths whose state would otherwise enlarge every
             // request's future (each request's future is allocated and moved whole).
             Verdict::Hold(hold) => Box::pin(self.hold_quietly(parts, hold)).await,
         }

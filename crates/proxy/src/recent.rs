@@ -71,8 +71,8 @@ impl<V: Clone> Recent<V> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries<V>> {
-        // Every update leaves the map and the order consistent before anything that could
-        // panic, so a poisoned lock still guards valid entries.
+        // Nothing in these updates panics short of running out of memory, which aborts, so a
+        // poisoned lock (a panic elsewhere while holding it) still guards consistent entries.
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
