@@ -91,7 +91,7 @@ pub(crate) fn run(args: StdioArgs) -> ExitCode {
 /// The bridge's runtime: one thread. stdio is one client on one pipe; a second worker thread
 /// buys nothing but cross-thread wake-ups at the hops of a call (stdin, request task, upstream
 /// connection, writer): about 6 futex calls per call under strace, none on one thread, and
-/// 20 system calls per call down to 9. The HTTP face's generic default is one thread too.
+/// 20 system calls per call down to 9. `serve` defaults to one thread too, in both modes.
 fn single_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     gateway::build_runtime(tokio::runtime::Builder::new_current_thread())
 }
