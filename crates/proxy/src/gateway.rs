@@ -54,7 +54,7 @@ use crate::mcp::message::{Body as RpcBody, Message, Params, parse_body};
 use crate::mcp::policy::AllPending;
 use crate::recent::Recent;
 use crate::upstream::{
-    UpstreamClient, UpstreamTarget, copy_response_headers, forward_request_headers,
+    UpstreamClient, UpstreamTarget, end_to_end_response_headers, forward_request_headers,
     mark_unbuffered_if_sse,
 };
 
@@ -306,8 +306,8 @@ impl Gateway {
             RpcBody::Single(view) => self.post_single(&parts, &bytes, &view).await,
             RpcBody::Batch(elements) => Box::pin(self.post_batch(&parts, &bytes, &elements)).await,
             RpcBody::Other => {
-                let response = match self.inner.keeper.ready_now() {
-                    Ok(_) => {
+                let response = match self.inner.keeper.ready() {
+                    Ok(()) => {
                         self.forward(&parts, Some(bytes.clone()), None, Vec::new())
                             .await
                     }
@@ -365,7 +365,7 @@ impl Gateway {
         bytes: &Bytes,
         view: &Message<'_>,
     ) -> Response<ProxyBody> {
-        if let Err(kind) = self.inner.keeper.ready_now() {
+        if let Err(kind) = self.inner.keeper.ready() {
             return error_response(&McpError::new(view.id, kind));
         }
         if !view.is_tools_call() {
@@ -465,9 +465,9 @@ impl Gateway {
         bytes: &Bytes,
         elements: &[(&RawValue, Message<'_>)],
     ) -> Outcome {
-        let response = match self.inner.keeper.ready_now() {
+        let response = match self.inner.keeper.ready() {
             Err(kind) => error_response(&McpError::new(None, kind)),
-            Ok(_) => {
+            Ok(()) => {
                 let verdict = self.inner.keeper.check_batch(
                     elements,
                     &HttpContext {
@@ -494,7 +494,7 @@ impl Gateway {
     }
 
     async fn forward_bodyless<B>(&self, request: &Request<B>) -> Response<ProxyBody> {
-        if let Err(kind) = self.inner.keeper.ready_now() {
+        if let Err(kind) = self.inner.keeper.ready() {
             return error_response(&McpError::new(None, kind));
         }
         let (mut parts, ()) = Request::new(()).into_parts();
@@ -589,7 +589,7 @@ impl Gateway {
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
-        copy_response_headers(&upstream_parts.headers, response.headers_mut());
+        *response.headers_mut() = end_to_end_response_headers(upstream_parts.headers);
         mark_unbuffered_if_sse(response.headers_mut());
         response
     }

@@ -1,6 +1,6 @@
 //! The upstream side shared by the HTTP gateway and the stdio bridge: where to send MCP traffic
 //! ([`UpstreamTarget`]), the one pooled HTTP client ([`UpstreamClient`]), and which headers
-//! cross the proxy in each direction ([`forward_request_headers`], [`copy_response_headers`]).
+//! cross the proxy in each direction ([`forward_request_headers`], [`end_to_end_response_headers`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -175,26 +175,31 @@ pub fn forward_request_headers(client: &HeaderMap, target: &UpstreamTarget) -> H
     out
 }
 
-/// Copies an upstream response's end-to-end headers (`Content-Type`, `Mcp-Session-Id`,
-/// `Retry-After`, `Cache-Control`...) into `out`. `WWW-Authenticate` is dropped: the upstream's
-/// authentication is toolgate's business, and passing the challenge on would start an OAuth
-/// dance in the client against an origin it must not talk to. `Set-Cookie` and
-/// `Access-Control-*` are dropped because toolgate owns its origin: an upstream cookie would
-/// land on toolgate's origin (next to the pages' token cookie), and CORS is answered by
-/// `crate::access` alone.
-pub fn copy_response_headers(upstream: &HeaderMap, out: &mut HeaderMap) {
-    let listed = connection_listed(upstream);
-    for (name, value) in upstream {
-        if is_hop_by_hop(name)
-            || listed.contains(name)
-            || name == header::WWW_AUTHENTICATE
-            || name == header::SET_COOKIE
-            || name.as_str().starts_with("access-control-")
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+/// An upstream response's end-to-end headers (`Content-Type`, `Mcp-Session-Id`,
+/// `Retry-After`, `Cache-Control`...), for the client's response: `upstream` with the others
+/// removed, in place, so an answer's headers are not rebuilt one by one. `WWW-Authenticate` is
+/// dropped: the upstream's authentication is toolgate's business, and passing the challenge on
+/// would start an OAuth dance in the client against an origin it must not talk to.
+/// `Set-Cookie` and `Access-Control-*` are dropped because toolgate owns its origin: an
+/// upstream cookie would land on toolgate's origin (next to the pages' token cookie), and CORS
+/// is answered by `crate::access` alone.
+pub fn end_to_end_response_headers(mut upstream: HeaderMap) -> HeaderMap {
+    let listed = connection_listed(&upstream);
+    let dropped: Vec<HeaderName> = upstream
+        .keys()
+        .filter(|name| {
+            is_hop_by_hop(name)
+                || listed.contains(name)
+                || *name == header::WWW_AUTHENTICATE
+                || *name == header::SET_COOKIE
+                || name.as_str().starts_with("access-control-")
+        })
+        .cloned()
+        .collect();
+    for name in &dropped {
+        upstream.remove(name);
     }
+    upstream
 }
 
 /// Marks an SSE response as not to be buffered by reverse proxies in front of toolgate.
@@ -300,9 +305,14 @@ mod tests {
         upstream.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         upstream.insert("set-cookie", HeaderValue::from_static("upstream=1; Path=/"));
         upstream.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-        let mut out = HeaderMap::new();
-        copy_response_headers(&upstream, &mut out);
+        upstream.append("set-cookie", HeaderValue::from_static("other=2"));
+        upstream.insert("connection", HeaderValue::from_static("x-hop"));
+        upstream.insert("x-hop", HeaderValue::from_static("1"));
+        upstream.insert("retry-after", HeaderValue::from_static("3"));
+        let mut out = end_to_end_response_headers(upstream);
         mark_unbuffered_if_sse(&mut out);
+        assert_eq!(out["retry-after"], "3");
+        assert!(!out.contains_key("connection") && !out.contains_key("x-hop"));
         assert_eq!(out["mcp-session-id"], "s1");
         assert_eq!(out["x-accel-buffering"], "no");
         assert!(!out.contains_key("www-authenticate"));

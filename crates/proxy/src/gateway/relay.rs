@@ -274,8 +274,7 @@ impl SseRelay {
         while let Some(end) = event_end(&self.buffer[complete..]) {
             let event = &self.buffer[complete..complete + end];
             self.resumable |= event.starts_with(b"id:") || event.windows(4).any(|w| w == b"\nid:");
-            let data = event_data(event);
-            self.note_answers(data.as_bytes());
+            note_answers(&mut self.pending, event_data(event).as_bytes());
             complete += end;
         }
         self.torn = if complete > 0 { false } else { self.torn };
@@ -285,38 +284,6 @@ impl SseRelay {
             return Some(self.buffer.split().freeze());
         }
         (complete > 0).then(|| self.buffer.split_to(complete).freeze())
-    }
-
-    /// Removes the ids that `data` (one message or a batch of them) answers.
-    ///
-    /// Only an object or an array can answer, so anything else (the empty data of rmcp's
-    /// priming event) costs no parse, and a single message is parsed once: every event of
-    /// every answer passes here.
-    fn note_answers(&mut self, data: &[u8]) {
-        if self.pending.is_empty() {
-            return;
-        }
-        match data.iter().find(|byte| !byte.is_ascii_whitespace()) {
-            Some(b'{') => self.note_answer(data),
-            Some(b'[') => {
-                if let Ok(batch) = serde_json::from_slice::<Vec<&RawValue>>(data) {
-                    for raw in batch {
-                        self.note_answer(raw.get().as_bytes());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Removes the id that `message` answers, if it is a response.
-    fn note_answer(&mut self, message: &[u8]) {
-        if let Ok(view) = Message::parse(message)
-            && view.is_response()
-            && let Some(id) = view.id
-        {
-            self.pending.retain(|pending| !same_id(pending, id));
-        }
     }
 
     /// Every request of the POST has its answer: MCP's server closes the stream after the
@@ -389,6 +356,38 @@ impl SseRelay {
             tail.extend_from_slice(&sse_message(&McpError::new(Some(&id), kind).to_json()));
         }
         self.tail = Some(tail.freeze());
+    }
+}
+
+/// Removes from `pending` the ids that `data` (one message or a batch of them) answers.
+///
+/// Only an object or an array can answer, so anything else (the empty data of rmcp's priming
+/// event) costs no parse, and a single message is parsed once: every event of every answer
+/// passes here.
+fn note_answers(pending: &mut Vec<Box<RawValue>>, data: &[u8]) {
+    if pending.is_empty() {
+        return;
+    }
+    match data.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        Some(b'{') => note_answer(pending, data),
+        Some(b'[') => {
+            if let Ok(batch) = serde_json::from_slice::<Vec<&RawValue>>(data) {
+                for raw in batch {
+                    note_answer(pending, raw.get().as_bytes());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes from `pending` the id that `message` answers, if it is a response.
+fn note_answer(pending: &mut Vec<Box<RawValue>>, message: &[u8]) {
+    if let Ok(view) = Message::parse(message)
+        && view.is_response()
+        && let Some(id) = view.id
+    {
+        pending.retain(|pending| !same_id(pending, id));
     }
 }
 
@@ -631,7 +630,7 @@ mod tests {
             b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}",
             b"[1, 2]",
         ] {
-            relay.note_answers(data);
+            note_answers(&mut relay.pending, data);
             assert_eq!(
                 left(&relay),
                 ["1", "2", "\"three\""],
@@ -639,9 +638,12 @@ mod tests {
                 String::from_utf8_lossy(data)
             );
         }
-        relay.note_answers(b" {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}");
+        note_answers(
+            &mut relay.pending,
+            b" {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
+        );
         assert_eq!(left(&relay), ["2", "\"three\""]);
-        relay.note_answers(b"[{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}},{\"jsonrpc\":\"2.0\",\"id\":\"three\",\"error\":{\"code\":-1,\"message\":\"x\"}}]");
+        note_answers(&mut relay.pending, b"[{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}},{\"jsonrpc\":\"2.0\",\"id\":\"three\",\"error\":{\"code\":-1,\"message\":\"x\"}}]");
         assert!(left(&relay).is_empty());
     }
 

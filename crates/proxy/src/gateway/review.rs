@@ -6,6 +6,8 @@
 //! either unchanged or with its data replaced, keeping its `id:`/`event:` lines so the stream's
 //! resumption cursor is the upstream's. Everything after it passes untouched.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::Response;
@@ -139,15 +141,29 @@ fn is_data_line(line: &[u8]) -> bool {
 }
 
 /// The event's data lines joined with `\n`, as an SSE client would see them.
-pub(super) fn event_data(event: &[u8]) -> String {
-    let parts: Vec<String> = lines(event)
+///
+/// Every event of every answer passes here, and nearly all have one data line of valid UTF-8:
+/// that one is borrowed from the event, not copied.
+pub(super) fn event_data(event: &[u8]) -> Cow<'_, str> {
+    let mut values = lines(event)
         .filter(|line| is_data_line(line))
-        .map(|line| {
-            let value = line.get(5..).unwrap_or_default();
-            String::from_utf8_lossy(value.strip_prefix(b" ").unwrap_or(value)).into_owned()
-        })
+        .map(data_value);
+    if let (Some(only), None) = (values.next(), values.next())
+        && let Ok(text) = std::str::from_utf8(only)
+    {
+        return Cow::Borrowed(text);
+    }
+    let parts: Vec<Cow<'_, str>> = lines(event)
+        .filter(|line| is_data_line(line))
+        .map(|line| String::from_utf8_lossy(data_value(line)))
         .collect();
-    parts.join("\n")
+    Cow::Owned(parts.join("\n"))
+}
+
+/// The value of a data line: after `data:` and one optional space.
+fn data_value(line: &[u8]) -> &[u8] {
+    let value = line.get(5..).unwrap_or_default();
+    value.strip_prefix(b" ").unwrap_or(value)
 }
 
 /// The event with its data replaced by `data` (one line), every other field kept.
@@ -209,6 +225,16 @@ mod tests {
     fn replacing_data_keeps_the_other_fields() {
         let event = b"event: message\r\nid: ev-2\ndata: {\"a\":\ndata: 1}\n\n";
         assert_eq!(event_data(event), "{\"a\":\n1}");
+        assert!(matches!(
+            event_data(b"id: 1\ndata:{}\n\n"),
+            Cow::Borrowed("{}")
+        ));
+        assert!(matches!(
+            event_data(b"data: \nid: 0\n\n"),
+            Cow::Borrowed("")
+        ));
+        assert_eq!(event_data(b"data: a\xffb\n\n"), "a\u{fffd}b");
+        assert_eq!(event_data(b"id: 1\n\n"), "");
         assert_eq!(
             replace_data(event, b"{\"b\":2}"),
             Bytes::from_static(b"event: message\nid: ev-2\ndata: {\"b\":2}\n\n")

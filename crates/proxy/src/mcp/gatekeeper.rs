@@ -229,13 +229,26 @@ impl Gatekeeper {
         &self.inner.events
     }
 
-    /// The upstream to forward to now, or why there is none ("not ready").
-    pub fn ready_now(&self) -> Result<UpstreamTarget, ErrorKind> {
+    /// Whether there is an upstream to forward to now, or why not ("not ready"). Cheaper than
+    /// [`Gatekeeper::ready_now`]: nothing is cloned (the HTTP face checks on every request and
+    /// reads the target itself when it sends).
+    pub fn ready(&self) -> Result<(), ErrorKind> {
         if let GateState::Starting { reason } = &*self.inner.gate.borrow() {
             return Err(ErrorKind::NotReady {
                 reason: reason.clone(),
             });
         }
+        match *self.inner.upstream.borrow() {
+            Some(_) => Ok(()),
+            None => Err(ErrorKind::NotReady {
+                reason: NO_UPSTREAM.to_owned(),
+            }),
+        }
+    }
+
+    /// The upstream to forward to now, or why there is none ("not ready").
+    pub fn ready_now(&self) -> Result<UpstreamTarget, ErrorKind> {
+        self.ready()?;
         self.inner
             .upstream
             .borrow()

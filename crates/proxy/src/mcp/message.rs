@@ -17,13 +17,13 @@ use super::error::ErrorKind;
 #[derive(Debug, Deserialize)]
 pub struct Message<'a> {
     /// The protocol marker; `"2.0"` on every JSON-RPC 2.0 message.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub jsonrpc: Option<Cow<'a, str>>,
     /// The raw id exactly as sent; `None` for notifications (and for `"id": null`).
     #[serde(borrow, default)]
     pub id: Option<&'a RawValue>,
     /// The method of a request or notification; `None` for a response.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub method: Option<Cow<'a, str>>,
     /// The raw params, parsed further only when a method needs them.
     #[serde(borrow, default)]
@@ -40,10 +40,10 @@ pub struct Message<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct Params<'a> {
     /// Tool or prompt name (`tools/call`, `prompts/get`).
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub name: Option<Cow<'a, str>>,
     /// Resource URI (`resources/read`).
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     pub uri: Option<Cow<'a, str>>,
     /// The raw `arguments` of a `tools/call`.
     #[serde(borrow, default)]
@@ -66,11 +66,30 @@ pub struct Meta<'a> {
     #[serde(borrow, default, rename = "progressToken")]
     pub progress_token: Option<&'a RawValue>,
     /// 2026-07-28: the request's protocol version.
-    #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
+    #[serde(
+        borrow,
+        default,
+        rename = "io.modelcontextprotocol/protocolVersion",
+        deserialize_with = "borrowed_text"
+    )]
     pub protocol_version: Option<Cow<'a, str>>,
     /// 2026-07-28: the client's capabilities for this request.
     #[serde(borrow, default, rename = "io.modelcontextprotocol/clientCapabilities")]
     pub client_capabilities: Option<&'a RawValue>,
+}
+
+/// A string field of a message, borrowed from its bytes.
+///
+/// Serde borrows a `Cow<str>` field but not one inside an `Option`: that one is always copied.
+/// Every message passes here (`jsonrpc`, `method`, a tool's name), so this borrows, and copies
+/// only a string with escapes, which cannot be borrowed.
+fn borrowed_text<'de: 'a, 'a, D>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|Text(text)| text))
 }
 
 impl<'a> Message<'a> {
@@ -302,6 +321,22 @@ mod tests {
             Ok(Body::Single(view)) => view,
             other => panic!("not a single message: {other:?}"),
         }
+    }
+
+    #[test]
+    fn string_fields_borrow_from_the_bytes_unless_escaped() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ec\u0068o","uri":"u","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let view = single(body);
+        assert!(matches!(view.jsonrpc, Some(Cow::Borrowed("2.0"))));
+        assert!(matches!(view.method, Some(Cow::Borrowed("tools/call"))));
+        let params = view.params();
+        assert!(matches!(params.uri, Some(Cow::Borrowed("u"))));
+        // An escape cannot be borrowed: the unescaped text is a copy.
+        assert!(matches!(&params.name, Some(Cow::Owned(name)) if name == "echo"));
+        let version = params.meta.and_then(|meta| meta.protocol_version);
+        assert!(matches!(version, Some(Cow::Borrowed("2026-07-28"))));
+        let nulls = single(br#"{"jsonrpc":null,"method":null,"id":1,"result":{}}"#);
+        assert!(nulls.jsonrpc.is_none() && nulls.method.is_none());
     }
 
     #[test]
