@@ -9,7 +9,7 @@
 #
 # The context directory (and its target/, the analogue of the Dockerfile's cache mount) is
 # kept between runs and only files whose content changed are rewritten, so a warm run only
-# rebuilds the crates that changed. A cold release build takes about 8 minutes on 2 cores.
+# rebuilds the crates that changed. A cold release build takes about 8 to 10 minutes on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$root/target/deploy
