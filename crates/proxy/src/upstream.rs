@@ -1,6 +1,7 @@
 //! The upstream side shared by the HTTP gateway and the stdio bridge: where to send MCP traffic
 //! ([`UpstreamTarget`]), the one pooled HTTP client ([`UpstreamClient`]), and which headers
-//! cross the proxy in each direction ([`forward_request_headers`], [`end_to_end_response_headers`]).
+//! cross the proxy in each direction ([`forward_request_headers`],
+//! [`end_to_end_response_headers`]).
 
 use std::fmt;
 use std::time::Duration;
