@@ -48,7 +48,8 @@ use crate::events::{ProxyEvents, RequestKind, RequestRecord};
 use crate::gate::GateState;
 use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gatekeeper::{
-    BatchVerdict, Call, CallContext, ContextSource, Gatekeeper, Hold, HoldStep, Verdict,
+    BatchVerdict, Call, CallContext, ContextSource, Gatekeeper, Hold, HoldStep, NO_UPSTREAM,
+    Verdict,
 };
 use crate::mcp::message::{Body as RpcBody, Message, Params, parse_body};
 use crate::mcp::policy::AllPending;
@@ -531,7 +532,7 @@ impl Gateway {
             let target = self.inner.upstream.borrow();
             let Some(target) = target.as_ref() else {
                 return Err(ErrorKind::NotReady {
-                    reason: "the upstream MCP endpoint is not known yet".to_owned(),
+                    reason: NO_UPSTREAM.to_owned(),
                 });
             };
             let headers = forward_request_headers(&parts.headers, target);

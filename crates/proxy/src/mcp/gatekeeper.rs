@@ -45,7 +45,7 @@ const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(10);
 /// How many handed-out elicitations are remembered for completion (oldest forgotten first).
 const MAX_OUTSTANDING_ELICITATIONS: usize = 4096;
 /// The not-ready reason while the gate is open but no upstream is known.
-const NO_UPSTREAM: &str = "the upstream MCP endpoint is not known yet";
+pub(crate) const NO_UPSTREAM: &str = "the upstream MCP endpoint is not known yet";
 
 /// What the face knows about the client of one call, beyond the call's own bytes.
 #[derive(Clone, Debug, Default)]
@@ -233,26 +233,26 @@ impl Gatekeeper {
     /// [`Gatekeeper::ready_now`]: nothing is cloned (the HTTP face checks on every request and
     /// reads the target itself when it sends).
     pub fn ready(&self) -> Result<(), ErrorKind> {
+        self.read_ready(|_| ())
+    }
+
+    /// The upstream to forward to now, or why there is none ("not ready").
+    pub fn ready_now(&self) -> Result<UpstreamTarget, ErrorKind> {
+        self.read_ready(UpstreamTarget::clone)
+    }
+
+    /// `read` of the upstream to forward to now, or why there is none.
+    fn read_ready<T>(&self, read: impl FnOnce(&UpstreamTarget) -> T) -> Result<T, ErrorKind> {
         if let GateState::Starting { reason } = &*self.inner.gate.borrow() {
             return Err(ErrorKind::NotReady {
                 reason: reason.clone(),
             });
         }
-        match *self.inner.upstream.borrow() {
-            Some(_) => Ok(()),
-            None => Err(ErrorKind::NotReady {
-                reason: NO_UPSTREAM.to_owned(),
-            }),
-        }
-    }
-
-    /// The upstream to forward to now, or why there is none ("not ready").
-    pub fn ready_now(&self) -> Result<UpstreamTarget, ErrorKind> {
-        self.ready()?;
         self.inner
             .upstream
             .borrow()
-            .clone()
+            .as_ref()
+            .map(read)
             .ok_or_else(|| ErrorKind::NotReady {
                 reason: NO_UPSTREAM.to_owned(),
             })
