@@ -145,25 +145,22 @@ fn is_data_line(line: &[u8]) -> bool {
 /// Every event of every answer passes here, and nearly all have one data line of valid UTF-8:
 /// that one is borrowed from the event, not copied.
 pub(super) fn event_data(event: &[u8]) -> Cow<'_, str> {
-    let mut values = lines(event)
-        .filter(|line| is_data_line(line))
-        .map(data_value);
+    let mut values = data_values(event);
     if let (Some(only), None) = (values.next(), values.next())
         && let Ok(text) = std::str::from_utf8(only)
     {
         return Cow::Borrowed(text);
     }
-    let parts: Vec<Cow<'_, str>> = lines(event)
-        .filter(|line| is_data_line(line))
-        .map(|line| String::from_utf8_lossy(data_value(line)))
-        .collect();
+    let parts: Vec<Cow<'_, str>> = data_values(event).map(String::from_utf8_lossy).collect();
     Cow::Owned(parts.join("\n"))
 }
 
-/// The value of a data line: after `data:` and one optional space.
-fn data_value(line: &[u8]) -> &[u8] {
-    let value = line.get(5..).unwrap_or_default();
-    value.strip_prefix(b" ").unwrap_or(value)
+/// The values of the event's data lines: each after `data:` and one optional space.
+fn data_values(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    lines(event).filter(|line| is_data_line(line)).map(|line| {
+        let value = line.get(5..).unwrap_or_default();
+        value.strip_prefix(b" ").unwrap_or(value)
+    })
 }
 
 /// The event with its data replaced by `data` (one line), every other field kept.
