@@ -35,8 +35,9 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+# Ports get 10 s to open here (200 tries of 50 ms), as before the helpers were shared.
+WAIT_PORT_TRIES=200
+. "$root/bench/lib.sh"
 rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
 # user+system CPU time of a process, in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }

@@ -97,8 +97,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 400); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+. "$root/bench/lib.sh"
 rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
 cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 clk_tck=$(getconf CLK_TCK)

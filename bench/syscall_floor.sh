@@ -20,8 +20,7 @@ bin=$1; n=${2:-2000}
 peers=${TOOLGATE_PEERS:-$root/target/peers}
 py=$peers/venv/bin/python
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 400); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+. "$root/bench/lib.sh"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 key=sk_sandbox_demo
