@@ -38,27 +38,12 @@ trap cleanup EXIT
 # Ports get 10 s to open here (200 tries of 50 ms), as before the helpers were shared.
 WAIT_PORT_TRIES=200
 . "$root/bench/lib.sh"
-rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
-# user+system CPU time of a process, in clock ticks
-cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
-clk_tck=$(getconf CLK_TCK)
-
-# mksession URL [x-api-key] -> prints the session id (initialize + initialized).
-mksession() {
-  local url=$1 key=${2:-} sid
-  local headers=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
-  [ -n "$key" ] && headers+=(-H "x-api-key: $key")
-  sid=$(curl -sS -D - -o /dev/null "${headers[@]}" "$url" -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}' \
-    | awk 'tolower($1)=="mcp-session-id:" {print $2}' | tr -d '\r')
-  curl -sS -o /dev/null "${headers[@]}" -H "Mcp-Session-Id: $sid" -H 'Mcp-Protocol-Version: 2025-11-25' "$url" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-  echo "$sid"
-}
 
 # run LABEL URL TOOL CONNS [x-api-key]; CPU_PIDS (space-separated "name:pid") get their CPU
 # time per request reported, in microseconds.
 run() {
   local label=$1 url=$2 tool=$3 conns=$4 key=${5:-} sid threads=1 line before=() cpu="" i=0 rps
-  sid=$(mksession "$url" "$key")
+  sid=$(mksession "$url" ${key:+"x-api-key: $key"})
   [ "$conns" -gt 1 ] && threads=2
   for entry in ${CPU_PIDS:-}; do before+=("$(cpu_ticks "${entry#*:}")"); done
   line=$(SID=$sid TOOL=$tool APIKEY=$key wrk -t$threads -c$conns -d${RUN}s --latency -s bench/http_echo.lua "$url" | grep '^RESULT')

@@ -98,29 +98,10 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 
 . "$root/bench/lib.sh"
-rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
-cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
-clk_tck=$(getconf CLK_TCK)
 load() { cut -d' ' -f1 /proc/loadavg; }
 stop() { for pid in "$@"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; }
 # rotate K WORD... -> the words rotated left by K (the interleaving order of pair/round K)
 rotate() { local k=$1; shift; local a=("$@") n=$#; for i in $(seq 0 $((n - 1))); do printf '%s ' "${a[$(((i + k) % n))]}"; done; }
-
-# mksession URL [header...] -> the session id (initialize + initialized), retried while the
-# gateway is not ready (a multi-user gateway creates the user's upstream session on first use).
-mksession() {
-  local url=$1 sid="" tries=0; shift
-  local headers=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
-  for h in "$@"; do headers+=(-H "$h"); done
-  while [ -z "$sid" ]; do
-    sid=$(curl -sS -D - -o /dev/null "${headers[@]}" "$url" -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}' \
-      | awk 'tolower($1)=="mcp-session-id:" {print $2}' | tr -d '\r')
-    tries=$((tries + 1))
-    if [ -z "$sid" ]; then [ $tries -gt 100 ] && { echo "no session from $url" >&2; return 1; }; sleep 0.1; fi
-  done
-  curl -sS -o /dev/null "${headers[@]}" -H "Mcp-Session-Id: $sid" -H 'Mcp-Protocol-Version: 2025-11-25' "$url" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-  echo "$sid"
-}
 
 # wrk_run SECTION UPSTREAM PATH CONNS PAIR URL TOOL [PV] [AUTH] [HEADER]; CPU_PIDS ("name:pid")
 # get their CPU time per request reported, in microseconds.
