@@ -299,23 +299,33 @@ impl SseRelay {
     /// so the connection still goes back to the pool; nothing here waits for the network.
     fn poll_answered(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(rest) = self.upstream.as_mut() else {
+            // The end was read a turn ago (that turn was the pool's).
             return Poll::Ready(());
         };
-        let ended = poll_end(rest, cx).is_ready();
-        if ended || self.end_turns == END_TURNS {
-            let rest = self.upstream.take();
-            if !self.buffer.is_empty() {
-                self.tail = Some(self.buffer.split().freeze());
-            }
-            if !ended && let Some(rest) = rest {
+        if poll_end(rest, cx).is_ready() {
+            // Read in time: the pool gets its turn below, before the answer goes.
+            self.upstream = None;
+            self.keep_unterminated();
+        } else if self.end_turns == END_TURNS {
+            // Not there in time: the answer goes now, the end is read in the background.
+            if let Some(rest) = self.upstream.take() {
                 drain(rest, self.drain_idle);
-                return Poll::Ready(());
             }
+            self.keep_unterminated();
+            return Poll::Ready(());
         }
         self.end_turns += 1;
         // Woken at once: the turn goes to the upstream connection's task and the pool's.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// At a clean end of the upstream: what is left of an unterminated event goes to the
+    /// client as it was sent.
+    fn keep_unterminated(&mut self) {
+        if !self.buffer.is_empty() {
+            self.tail = Some(self.buffer.split().freeze());
+        }
     }
 
     /// The upstream's body is over: `error` when it broke. Decides what the client still gets.
@@ -327,10 +337,7 @@ impl SseRelay {
                 true
             }
             None if self.resumable || self.pending.is_empty() => {
-                // A clean end: what is left of an unterminated event goes as sent.
-                if !self.buffer.is_empty() {
-                    self.tail = Some(self.buffer.split().freeze());
-                }
+                self.keep_unterminated();
                 return;
             }
             None => false,
