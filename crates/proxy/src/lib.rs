@@ -38,5 +38,6 @@ mod recent;
 pub mod router;
 pub mod seal;
 pub mod server;
+mod socket;
 pub mod stdio;
 pub mod upstream;

@@ -54,9 +54,9 @@ use crate::access::Access;
 use crate::gateway::{Gateway, ProxyBody, not_found};
 use crate::limits::{
     AcceptFailures, BodyBudget, BodyLimitLayer, ConcurrencyLimitLayer, ConnectionSlot, Connections,
-    LogLimiter, RequestBody, ServerLimits, SharedStream, TrackActivityLayer, Watchdog,
-    is_fd_exhaustion,
+    LogLimiter, RequestBody, ServerLimits, TrackActivityLayer, Watchdog, is_fd_exhaustion,
 };
+use crate::socket::Socket;
 
 /// Serves `gateway` on `listener` (its MCP path; every other path gets 404) with the default
 /// [`ServerLimits`] until `shutdown` completes, then drains for at most `drain_timeout`.
@@ -231,7 +231,13 @@ where
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
         }
-        let stream = SharedStream::new(stream);
+        let stream = match Socket::new(stream) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "could not register an accepted connection");
+                return;
+            }
+        };
         let service = ServiceBuilder::new()
             // Outermost, so every request counts as activity, shed ones included: the idle
             // deadline must pause exactly while something is in flight on this connection.
@@ -277,14 +283,9 @@ where
 /// beside the connection in one task, its timer and watches were polled again on every wake
 /// of the connection, about five times per request (some 7 % of the instructions of a
 /// forwarded request).
-async fn watchdog(
-    watchdog: Watchdog,
-    stream: SharedStream,
-    stop: CancellationToken,
-    peer: SocketAddr,
-) {
+async fn watchdog(watchdog: Watchdog, stream: Socket, stop: CancellationToken, peer: SocketAddr) {
     tokio::select! {
-        () = watchdog.closed(stream.get()) => {
+        () = watchdog.closed(&stream) => {
             tracing::debug!(%peer, "closing a connection idle past its deadline or evicted");
             stop.cancel();
         }

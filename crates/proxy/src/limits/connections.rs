@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::socket::Socket;
 
 /// What a connection is doing, as the activity layer reports it.
 #[derive(Clone, Copy, Debug)]
@@ -228,7 +229,7 @@ impl Drop for ConnectionSlot {
 impl Watchdog {
     /// Completes when the connection must close: it stayed idle past its deadline, it was
     /// evicted to make room, or its client is gone while only standing streams are open.
-    pub(crate) async fn closed(&self, stream: &TcpStream) {
+    pub(crate) async fn closed(&self, stream: &Socket) {
         tokio::select! {
             () = self.idle_expired() => {}
             () = self.shared.evicted.cancelled() => {}
@@ -244,7 +245,7 @@ impl Watchdog {
     /// stream would then stay open for hours with nobody reading it, so while only such streams
     /// are in flight this peeks at the socket (never consuming a byte) and ends the connection
     /// at EOF.
-    async fn abandoned(&self, stream: &TcpStream) {
+    async fn abandoned(&self, stream: &Socket) {
         let mut standing_only = self.shared.standing_only.subscribe();
         loop {
             if *standing_only.borrow_and_update() {

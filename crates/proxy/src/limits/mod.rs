@@ -11,8 +11,8 @@
 //!   request head is complete, and again from the end of each answer until the next head.
 //! - **Client EOF**: hyper allows half-closed connections, so a client that shuts its write
 //!   side after its request still gets the answer. The connection's task shares the socket
-//!   ([`SharedStream`]) and, while only standing GET event streams are in flight, peeks for the
-//!   EOF hyper no longer reads, so a client that went away does not keep a stream open.
+//!   ([`crate::socket::Socket`]) and, while only standing GET event streams are in flight, peeks
+//!   for the EOF hyper no longer reads, so a client that went away does not keep a stream open.
 //! - **The connection cap** ([`ServerLimits::max_connections`]) is checked at accept: when it is
 //!   reached, or the process is out of file descriptors, the connection that has been idle the
 //!   longest is closed to make room, so idle sockets can never lock a working client out.
@@ -33,7 +33,6 @@
 mod accept;
 mod body;
 mod connections;
-mod io;
 mod layers;
 
 #[cfg(test)]
@@ -45,7 +44,6 @@ pub(crate) use accept::{AcceptFailures, LogLimiter, is_fd_exhaustion};
 pub(crate) use body::BodyBudget;
 pub use body::{BodyError, RequestBody};
 pub(crate) use connections::{ConnectionSlot, Connections, Watchdog};
-pub(crate) use io::SharedStream;
 pub(crate) use layers::{BodyLimitLayer, ConcurrencyLimitLayer, TrackActivityLayer};
 
 /// Bounds on the listener. [`ServerLimits::default`] suits one user on loopback and a modest

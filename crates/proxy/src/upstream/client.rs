@@ -26,14 +26,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 
 use super::UpstreamTarget;
+use crate::socket::Socket;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+type Stream = MaybeHttpsStream<TokioIo<Socket>>;
 
 /// How long an unused pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -69,7 +69,7 @@ impl UpstreamClient {
         // `https` URIs reach it through the TLS connector, which checks the scheme itself.
         http.enforce_http(false);
         let connector = Connector {
-            http,
+            http: Tcp(http),
             tls: Arc::new(OnceLock::new()),
             timeout: connect_timeout,
         };
@@ -259,15 +259,15 @@ struct ConnectTimedOut(Duration);
 /// Plain TCP for `http`, rustls (set up on first use) for `https`, both within one deadline.
 #[derive(Clone)]
 struct Connector {
-    http: HttpConnector,
-    tls: Arc<OnceLock<Result<HttpsConnector<HttpConnector>, Arc<rustls::Error>>>>,
+    http: Tcp,
+    tls: Arc<OnceLock<Result<HttpsConnector<Tcp>, Arc<rustls::Error>>>>,
     timeout: Duration,
 }
 
 impl Connector {
     /// The TLS connector: the platform's trust store (as reqwest's default), HTTP/2 or 1.1 by
     /// ALPN, on the same TCP connector.
-    fn tls(&self) -> &Result<HttpsConnector<HttpConnector>, Arc<rustls::Error>> {
+    fn tls(&self) -> &Result<HttpsConnector<Tcp>, Arc<rustls::Error>> {
         self.tls.get_or_init(|| {
             use rustls_platform_verifier::BuilderVerifierExt;
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -315,6 +315,36 @@ impl tower::Service<Uri> for Connector {
                 .await
                 .map_err(|_| Box::new(ConnectTimedOut(limit)) as BoxError)?
         })
+    }
+}
+
+/// hyper-util's TCP connector (name resolution, `TCP_NODELAY`), its sockets registered for
+/// reading only ([`Socket`]).
+#[derive(Clone)]
+struct Tcp(HttpConnector);
+
+impl tower::Service<Uri> for Tcp {
+    type Response = TokioIo<Socket>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<Socket>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let stream = connecting.await?.into_inner();
+            Ok(TokioIo::new(Socket::new(stream)?))
+        })
+    }
+}
+
+impl Connection for Socket {
+    fn connected(&self) -> Connected {
+        // Nothing reads the addresses hyper-util's own TCP streams report (`HttpInfo`).
+        Connected::new()
     }
 }
 
