@@ -289,7 +289,7 @@ async fn abuse_2000_idle_sockets_under_a_256_fd_limit_leave_room_for_a_client() 
         peak.fds,
         peak.peak_rss_kib
     );
-    // The cap is (256 - 64) / 2 = 96 connections plus the process's own few: without it
+    // The cap is (256 - 64) / 3 = 64 connections plus the process's own few: without it
     // the idle sockets would take every descriptor (255).
     assert!(
         peak.fds < 160,

@@ -9,14 +9,16 @@
 //! nothing anybody waits for, 0.4 to 0.8 per request at one connection
 //! (`bench/syscall_floor.sh`: 7.1 to 8.1 system calls per request with tokio's sockets, 6.3 to
 //! 6.6 with these). A write goes straight to the socket. Only one that finds the send buffer
-//! full (a large answer to a slow reader) registers a second descriptor of the same socket for
-//! writing; from then on that connection's writes wait for room on it, as tokio's do.
+//! full (a large answer to a slow reader) registers a duplicate descriptor of the socket for
+//! writing, and waits for room on it until a write goes out whole; the duplicate is then
+//! closed. The connection cap counts that descriptor
+//! ([`crate::limits::ServerLimits::connections_for_fd_limit`]).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::unix::AsyncFd;
@@ -42,8 +44,8 @@ pub(crate) struct Socket(Arc<Registered>);
 struct Registered {
     /// The socket, registered for reading only.
     reader: AsyncFd<TcpStream>,
-    /// A duplicate of it registered for writing, from the first write that found no room.
-    writer: OnceLock<AsyncFd<TcpStream>>,
+    /// A duplicate of it registered for writing, while a write waits for room.
+    writer: Mutex<Option<AsyncFd<TcpStream>>>,
 }
 
 impl Socket {
@@ -53,7 +55,7 @@ impl Socket {
         let reader = register(stream, Interest::READABLE)?;
         Ok(Self(Arc::new(Registered {
             reader,
-            writer: OnceLock::new(),
+            writer: Mutex::new(None),
         })))
     }
 
@@ -66,48 +68,61 @@ impl Socket {
             .await
     }
 
-    /// The registration that waits for room to write, made on first use.
-    fn writer(&self) -> io::Result<&AsyncFd<TcpStream>> {
-        if let Some(writer) = self.0.writer.get() {
-            return Ok(writer);
-        }
-        let duplicate = self.0.reader.get_ref().try_clone()?;
-        let writer = register(duplicate, Interest::WRITABLE)?;
-        // Only the connection's own task writes, so nobody set it meanwhile; if somebody did,
-        // theirs is as good and ours is dropped (deregistered and closed).
-        Ok(self.0.writer.get_or_init(|| writer))
+    /// The write registration's slot. Only the connection's own task writes, so the lock is
+    /// never contended, and a panic while it was held left nothing half done.
+    fn writer(&self) -> MutexGuard<'_, Option<AsyncFd<TcpStream>>> {
+        self.0.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes `wanted` bytes (or fewer) with `write`: at once while the socket never filled
-    /// up; after that through the write registration, which knows when there is room.
+    /// Writes `wanted` bytes (or fewer) with `write`: at once while the socket has room; when
+    /// it has none, through a write registration made for the wait and dropped once a write
+    /// went out whole, so a descriptor is duplicated only while a write waits.
     fn poll_write_with(
         &self,
         cx: &mut Context<'_>,
         wanted: usize,
         mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        if self.0.writer.get().is_none() {
-            match write(self.0.reader.get_ref()) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
-        let writer = self.writer()?;
-        loop {
-            let mut ready = ready!(writer.poll_write_ready(cx))?;
-            match ready.try_io(|stream| write(stream.get_ref())) {
-                Ok(Ok(written)) => {
-                    // A short write filled the socket: wait for room rather than learn it
-                    // from an EAGAIN.
-                    if written > 0 && written < wanted {
-                        ready.clear_ready();
-                    }
-                    return Poll::Ready(Ok(written));
+        let mut slot = self.writer();
+        let writer = match slot.take() {
+            Some(writer) => writer,
+            None => match write(self.0.reader.get_ref()) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    register(self.0.reader.get_ref().try_clone()?, Interest::WRITABLE)?
                 }
-                Ok(Err(error)) => return Poll::Ready(Err(error)),
-                // The readiness is cleared: the next poll waits for room.
-                Err(_would_block) => {}
+                written => return Poll::Ready(written),
+            },
+        };
+        let outcome = poll_written(&writer, cx, wanted, &mut write);
+        // Kept while the socket is full: a wait, or a write that filled it again.
+        if !matches!(outcome, Poll::Ready(Ok(written)) if written == wanted) {
+            *slot = Some(writer);
+        }
+        outcome
+    }
+}
+
+/// One write through `writer`, the write registration: waits until there is room.
+fn poll_written(
+    writer: &AsyncFd<TcpStream>,
+    cx: &mut Context<'_>,
+    wanted: usize,
+    write: &mut impl FnMut(&TcpStream) -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        let mut ready = ready!(writer.poll_write_ready(cx))?;
+        match ready.try_io(|stream| write(stream.get_ref())) {
+            Ok(Ok(written)) => {
+                // A short write filled the socket: wait for room rather than learn it from
+                // an EAGAIN.
+                if written < wanted {
+                    ready.clear_ready();
+                }
+                return Poll::Ready(Ok(written));
             }
+            Ok(Err(error)) => return Poll::Ready(Err(error)),
+            // The readiness is cleared: the next poll waits for room.
+            Err(_would_block) => {}
         }
     }
 }
@@ -230,7 +245,7 @@ mod tests {
             }
         }
         assert!(
-            socket.0.writer.get().is_some(),
+            socket.writer().is_some(),
             "the full socket got a write registration"
         );
         // One more chunk waits for room; the peer's reading makes it, and the end follows.
@@ -258,6 +273,10 @@ mod tests {
             received[filled..] == last[..],
             "the waiting write arrives after the rest"
         );
+        assert!(
+            socket.writer().is_none(),
+            "the duplicate is closed once a write went out whole"
+        );
     }
 
     #[tokio::test]
@@ -279,10 +298,7 @@ mod tests {
         let mut rest = [0_u8; 5];
         socket.read_exact(&mut rest).await.expect("read the rest");
         assert_eq!((&first, &rest), (b"POST", b" /mcp"));
-        assert!(
-            socket.0.writer.get().is_none(),
-            "no write found the socket full"
-        );
+        assert!(socket.writer().is_none(), "no write found the socket full");
     }
 
     #[tokio::test]

@@ -150,11 +150,12 @@ impl ServerLimits {
     }
 
     /// A connection cap that leaves room in an open-file limit of `nofile` descriptors: each
-    /// admitted connection may need a second descriptor toward the upstream, and the process
-    /// needs a few dozen of its own.
+    /// admitted connection may need a second descriptor toward the upstream and, while a
+    /// write to a full socket waits for room, a third (its write registration, see
+    /// [`crate::socket`]); the process needs a few dozen of its own.
     pub fn connections_for_fd_limit(nofile: u64) -> usize {
         const RESERVED: u64 = 64;
-        let usable = nofile.saturating_sub(RESERVED) / 2;
+        let usable = nofile.saturating_sub(RESERVED) / 3;
         usize::try_from(usable.clamp(16, 1 << 20)).unwrap_or(1 << 20)
     }
 }

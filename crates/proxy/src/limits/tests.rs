@@ -586,7 +586,7 @@ fn zero_limits_are_rejected_and_the_fd_rule_leaves_headroom() {
         small.validate(),
         Err(LimitsError::BudgetBelowBodyCap { .. })
     ));
-    assert_eq!(ServerLimits::connections_for_fd_limit(1024), 480);
+    assert_eq!(ServerLimits::connections_for_fd_limit(1024), 320);
     assert_eq!(ServerLimits::connections_for_fd_limit(10), 16);
 }
 

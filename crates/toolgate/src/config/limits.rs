@@ -29,8 +29,8 @@ pub(crate) struct LimitsSection {
     /// Request-body bytes buffered at once across all connections (503 + `Retry-After`
     /// beyond); at least the body cap.
     pub(crate) max_buffered_body_bytes: usize,
-    /// Open client connections; unset derives it from the open-file limit (half of it, less a
-    /// reserve), so idle sockets can never exhaust the descriptors a working request needs.
+    /// Open client connections; unset derives it from the open-file limit (a third of it, less
+    /// a reserve), so idle sockets can never exhaust the descriptors a working request needs.
     pub(crate) max_connections: Option<usize>,
 }
 
