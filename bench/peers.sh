@@ -92,6 +92,15 @@ else
   fi
   bin=$bench_target/release/toolgate
 fi
+# The floor: hyper server + hyper-util client and nothing else (crates/proxy/examples).
+if [[ " $HTTP_PATHS " == *" floor "* ]]; then
+  if [ -n "${FLOOR_BIN:-}" ]; then
+    floor=$(realpath "$FLOOR_BIN")
+  else
+    cargo build --release --locked -p toolgate-proxy --example floor_proxy --target-dir "$bench_target" >&2
+    floor=$bench_target/release/examples/floor_proxy
+  fi
+fi
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -139,6 +148,12 @@ start_josh() { # UPSTREAM [x-api-key] -> josh_url, josh_pid (backend "b": tools 
   } > "$conf"
   "$josh" --config "$conf" >>"$logs/josh.log" 2>&1 &
   josh_pid=$!; pids+=($josh_pid); wait_port $port; josh_url=http://127.0.0.1:$port/
+}
+
+start_floor() { # UPSTREAM_URL -> floor_url, floor_pid
+  local port; port=$(free_port)
+  "$floor" 127.0.0.1:$port "$1" >/dev/null 2>>"$logs/floor.log" &
+  floor_pid=$!; pids+=($floor_pid); wait_port $port; floor_url=http://127.0.0.1:$port/mcp
 }
 
 start_socat() { # PORT -> relay_port, relay_pid
@@ -193,6 +208,7 @@ http_pair() { # UPSTREAM CONNS PAIR  (upstream and proxies fresh for every pair)
   fi
   if [ -n "$hdr" ]; then start_toolgate "$url" --header "$hdr"; else start_toolgate "$url"; fi
   josh_pid=""; [[ " $HTTP_PATHS " == *" josh "* ]] && start_josh "$url" "$apikey"
+  floor_pid=""; [[ " $HTTP_PATHS " == *" floor "* ]] && start_floor "$url"
   start_socat "$port"
   local relay_url=${url/:$port\//:$relay_port/}
   if [ "$conns" = 1 ] && [ "$pair" = 1 ]; then
@@ -214,13 +230,14 @@ http_pair() { # UPSTREAM CONNS PAIR  (upstream and proxies fresh for every pair)
       socat) CPU_PIDS="upstream:$upstream_pid" wrk_run http "$up" socat "$conns" "$pair" "$relay_url" "$tool" 2025-11-25 "" "$hdr" ;;
       toolgate) CPU_PIDS="upstream:$upstream_pid proxy:$tg_pid" wrk_run http "$up" toolgate "$conns" "$pair" "$tg_url" "$tool" ;;
       toolgate-nopv) CPU_PIDS="upstream:$upstream_pid proxy:$tg_pid" wrk_run http "$up" toolgate-nopv "$conns" "$pair" "$tg_url" "$tool" none ;;
+      floor) CPU_PIDS="upstream:$upstream_pid proxy:$floor_pid" wrk_run http "$up" floor "$conns" "$pair" "$floor_url" "$tool" 2025-11-25 "" "$hdr" ;;
       josh) CPU_PIDS="upstream:$upstream_pid proxy:$josh_pid" wrk_run http "$up" josh "$conns" "$pair" "$josh_url" "b/$tool" ;;
     esac
   done
   if [ "$conns" = 8 ] && [ "$pair" = "$PAIRS" ]; then
     echo "R rss upstream=$up when=loaded toolgate=$(rss_kib $tg_pid)${josh_pid:+ josh=$(rss_kib $josh_pid)}" | tee -a "$out"
   fi
-  stop $tg_pid $josh_pid $relay_pid
+  stop $tg_pid $josh_pid $floor_pid $relay_pid
   [ "$up" = everything ] && stop $se_pid
   return 0
 }

@@ -68,7 +68,7 @@ def http_tables(rows):
             if not direct:
                 continue
             d_rps, d50, d99 = col(direct, "rps"), col(direct, "p50"), col(direct, "p99")
-            for path in ("direct", "direct-nopv", "socat", "toolgate", "toolgate-nopv", "josh"):
+            for path in ("direct", "direct-nopv", "socat", "floor", "toolgate", "toolgate-nopv", "josh"):
                 sel = [r for r in group if r["path"] == path]
                 if not sel:
                     continue
@@ -96,8 +96,10 @@ def http_tables(rows):
             if nopv:
                 jo = col(by["josh"], "p50") - col(nopv, "p50")
                 josh_vs = f" over direct-nopv, the upstream it sees ({col(by['josh'], 'rps') / col(nopv, 'rps'):.2f}× its throughput)"
+            floor = [r for r in group if r["path"] == "floor"]
+            vs_floor = f", the hyper floor {col(floor, 'p50') - d50:+.0f} µs" if floor else ""
             print(f"- {up} c{conns}: toolgate added p50 {tg:+.0f} µs vs socat {so:+.0f} µs "
-                  f"({'≤ socat' if tg <= so else '> socat'}); joshrotenberg mcp-proxy {jo:+.0f} µs{josh_vs}; "
+                  f"({'≤ socat' if tg <= so else '> socat'}){vs_floor}; joshrotenberg mcp-proxy {jo:+.0f} µs{josh_vs}; "
                   f"toolgate/josh throughput {ratio:.2f}×{which}")
     print()
 

@@ -28,6 +28,10 @@ pub struct UpstreamTarget {
     /// `url` as the HTTP client takes it, parsed once here rather than per request; `None`
     /// when it is not a valid HTTP URI (requests to it then fail).
     uri: Option<Uri>,
+    /// The `Host` header for a plain-`http` target, built once here: hyper-util's client would
+    /// format it from the URI on every request. `None` for `https`, whose connection may be
+    /// HTTP/2, where the authority travels as `:authority` and hyper-util adds no `Host`.
+    host: Option<HeaderValue>,
     /// `url` as safe to log ([`redacted_url`]), for every error that names the upstream.
     shown: String,
 }
@@ -42,11 +46,13 @@ impl UpstreamTarget {
         // A fragment never goes on the wire.
         absolute.set_fragment(None);
         let uri = absolute.as_str().parse::<Uri>().ok();
+        let host = uri.as_ref().and_then(http1_host);
         let shown = redacted_url(&url);
         Self {
             url,
             headers,
             uri,
+            host,
             shown,
         }
     }
@@ -56,10 +62,29 @@ impl UpstreamTarget {
         self.uri.as_ref()
     }
 
+    /// The `Host` to send with every request, when the target is plain `http` (always HTTP/1).
+    pub fn host(&self) -> Option<&HeaderValue> {
+        self.host.as_ref()
+    }
+
     /// The URL as safe to log: [`redacted_url`] of it.
     pub fn shown(&self) -> &str {
         &self.shown
     }
+}
+
+/// `host[:port]` of a plain-`http` URI, the port left out when it is the default (as hyper-util
+/// writes it); `None` for any other scheme.
+fn http1_host(uri: &Uri) -> Option<HeaderValue> {
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        return None;
+    }
+    let host = uri.host()?;
+    let value = match uri.port_u16() {
+        Some(port) if port != 80 => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
 }
 
 impl fmt::Debug for UpstreamTarget {
@@ -228,6 +253,27 @@ mod tests {
             Url::parse("https://user:pw@up.example:8443/tool_router/trs_1/mcp?key=k").unwrap(),
             headers,
         )
+    }
+
+    #[test]
+    fn host_is_built_once_for_plain_http_only() {
+        let host = |url: &str| {
+            let target = UpstreamTarget::new(Url::parse(url).unwrap(), HeaderMap::new());
+            target
+                .host()
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            host("http://127.0.0.1:8080/mcp").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("http://up.example:80/mcp").as_deref(),
+            Some("up.example")
+        );
+        assert_eq!(host("http://[::1]:9/mcp").as_deref(), Some("[::1]:9"));
+        // https may be HTTP/2, which carries the authority as `:authority`.
+        assert_eq!(host("https://up.example:8443/mcp"), None);
     }
 
     #[test]

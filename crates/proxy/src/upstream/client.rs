@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, IntoHeaderName};
+use http::header::{self, HeaderValue, IntoHeaderName};
 use http::uri::Scheme;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::Full;
@@ -110,6 +110,7 @@ impl UpstreamClient {
         UpstreamRequest {
             client: self.clone(),
             uri: target.uri().cloned(),
+            host: target.host().cloned(),
             method,
             headers,
             body: Bytes::new(),
@@ -126,6 +127,7 @@ impl UpstreamClient {
 pub struct UpstreamRequest {
     client: UpstreamClient,
     uri: Option<Uri>,
+    host: Option<HeaderValue>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -165,7 +167,7 @@ impl UpstreamRequest {
     }
 
     /// Sends it (see [`UpstreamClient::send`]).
-    pub async fn send(self) -> Result<Response<Incoming>, TransportError> {
+    pub async fn send(mut self) -> Result<Response<Incoming>, TransportError> {
         if let Some(error) = self.invalid {
             return Err(TransportError::request(error));
         }
@@ -174,6 +176,9 @@ impl UpstreamRequest {
                 "the upstream URL is not a valid HTTP URI",
             ));
         };
+        if let Some(host) = self.host {
+            self.headers.entry(header::HOST).or_insert(host);
+        }
         let mut request = Request::new(self.body);
         *request.method_mut() = self.method;
         *request.uri_mut() = uri;
@@ -388,6 +393,9 @@ mod tests {
             request.starts_with(b"POST /mcp HTTP/1.1\r\n"),
             "{request:?}"
         );
+        // The target's own Host, once: the one built with the target, not a second from hyper.
+        let text = String::from_utf8_lossy(&request).to_lowercase();
+        assert_eq!(text.matches("\r\nhost: 127.0.0.1:").count(), 1, "{text}");
     }
 
     #[tokio::test(start_paused = true)]
