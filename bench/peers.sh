@@ -5,7 +5,8 @@
 # tests/peers), then runs, in one run and interleaved (the order of the paths rotates from one
 # pair or round to the next, so drifting load from other work hits every path alike):
 #   http      wrk, HTTP->HTTP at 1 and 8 connections, against server-everything and the
-#             sandbox's rmcp upstream: direct, socat, toolgate serve, joshrotenberg mcp-proxy
+#             sandbox's rmcp upstream: direct, socat, toolgate serve, joshrotenberg mcp-proxy,
+#             the bare hyper floor (crates/proxy/examples/floor_proxy.rs) when HTTP_PATHS names it
 #             (and, against server-everything, direct and toolgate without Mcp-Protocol-Version:
 #             what josh sends upstream)
 #   multiuser wrk against the sandbox in Composio mode: toolgate single-user, single-user with
@@ -19,7 +20,7 @@
 #   oneshot   hyperfine: start -> initialize -> one call -> exit, each stdio bridge
 # Every answer is checked ("Echo: hi"); a run with a bad answer or a socket error is reported
 # as such and the summary counts them. The load average is recorded with every run.
-# Knobs: SECTIONS, EVERYTHING_WARMUP (seconds of wrk against a freshly started server-everything, default 20), HTTP_PATHS (default "direct socat toolgate josh"), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD,
+# Knobs: SECTIONS, EVERYTHING_WARMUP (seconds of wrk against a freshly started server-everything, default 20), HTTP_PATHS (default "direct socat toolgate josh"; add "floor" for the bare hyper proxy, FLOOR_BIN to measure a built one), PAIRS, RUN, ROUNDS, N, WARMUP, SYSCALL_N, ONESHOT_RUNS, SKIP_BUILD,
 # TOOLGATE_BIN (a toolgate binary to measure instead of building one; implies SKIP_BUILD) and
 # BIN_COMMIT (the commit that binary was built from, for the header).
 # Not part of CI. Prints markdown tables at the end (bench/peers_report.py).
