@@ -39,7 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve(listen: SocketAddr, upstream: Uri) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(listen).await?;
-    // The bound address is the example's one output: the bench reads it to find the port.
+    // The bound address is the example's one output, so a caller that asked for port 0 can
+    // find its port (bench/peers.sh picks a free port itself and ignores it).
     writeln!(std::io::stdout().lock(), "{}", listener.local_addr()?)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);

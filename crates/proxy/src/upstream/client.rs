@@ -100,17 +100,20 @@ impl UpstreamClient {
     }
 
     /// A request to `target` with `method` and exactly `headers` (which should include the
-    /// target's own: see [`super::forward_request_headers`]).
+    /// target's own: see [`super::forward_request_headers`]), plus the target's `Host` when it
+    /// has one and `headers` do not.
     pub fn request_with(
         &self,
         method: Method,
         target: &UpstreamTarget,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
     ) -> UpstreamRequest {
+        if let Some(host) = target.host() {
+            headers.entry(header::HOST).or_insert_with(|| host.clone());
+        }
         UpstreamRequest {
             client: self.clone(),
             uri: target.uri().cloned(),
-            host: target.host().cloned(),
             method,
             headers,
             body: Bytes::new(),
@@ -127,7 +130,6 @@ impl UpstreamClient {
 pub struct UpstreamRequest {
     client: UpstreamClient,
     uri: Option<Uri>,
-    host: Option<HeaderValue>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -167,7 +169,7 @@ impl UpstreamRequest {
     }
 
     /// Sends it (see [`UpstreamClient::send`]).
-    pub async fn send(mut self) -> Result<Response<Incoming>, TransportError> {
+    pub async fn send(self) -> Result<Response<Incoming>, TransportError> {
         if let Some(error) = self.invalid {
             return Err(TransportError::request(error));
         }
@@ -176,9 +178,6 @@ impl UpstreamRequest {
                 "the upstream URL is not a valid HTTP URI",
             ));
         };
-        if let Some(host) = self.host {
-            self.headers.entry(header::HOST).or_insert(host);
-        }
         let mut request = Request::new(self.body);
         *request.method_mut() = self.method;
         *request.uri_mut() = uri;
